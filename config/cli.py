@@ -1,0 +1,83 @@
+"""The `parkwatch` command (contract §7)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+from config import logs
+from config.compose import build
+from config.settings import load_settings
+from ingest.errors import ConfigError, ParkWatchError
+
+EXIT_CONFIG = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_CONFIG
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"parkwatch: bad configuration: {exc.key}: {exc.reason}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="parkwatch", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="run the service in the foreground until SIGINT/SIGTERM")
+    run.add_argument("--config", type=Path, help="TOML configuration (default: the embedded default)")
+    run.set_defaults(func=cmd_run)
+    check = sub.add_parser("check-config", help="validate a configuration: exit 0 if good, 2 if not")
+    check.add_argument("file", type=Path)
+    check.set_defaults(func=cmd_check_config)
+    return parser
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    settings = load_settings(args.file)
+    build(settings)
+    print(f"{args.file}: ok")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    logs.configure(settings.log.level, settings.log.json_lines)
+    service = build(settings)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        service.start()
+    except ParkWatchError as exc:
+        print(f"parkwatch: cannot start: {exc}", file=sys.stderr)
+        return 1
+    kind = "embedded broker" if service.broker else "broker"
+    print(f"parkwatch: listening on {kind} {service.mqtt_url}, park '{settings.park.id}'", flush=True)
+    print(f"parkwatch: storing to {service.store_url}; spool and dead letters in {settings.data_path}/",
+          flush=True)
+    print(f"parkwatch: publish readings to park/{settings.park.id}/air/<station>/reading; Ctrl-C stops",
+          flush=True)
+    while not stop.wait(1.0):
+        pass
+    service.stop()
+    print(f"parkwatch: stopped; {json.dumps(service.pipeline.counters())}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The composition root: the one place that builds the running service from validated settings.
+
+Everything is compiled here, before anything starts: the store from its URL, the MQTT client settings,
+the decoder's tables. Building does no I/O, so ``parkwatch check-config`` is just ``build``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from config.settings import Settings, parse_mqtt_url
+from ingest import hj212
+from ingest.decode import Decoder, DecodeSettings
+from ingest.drain import DrainSettings
+from ingest.embedded_broker import EmbeddedBroker
+from ingest.errors import ConfigError
+from ingest.interfaces import Store
+from ingest.mqtt import MqttSettings, MqttSource
+from ingest.pipeline import Pipeline, PipelineSettings
+from ingest.retry import RetryPolicy
+from ingest.stores import store_from_url
+from ingest.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    """The running service: an optional embedded broker, the MQTT source, the pipeline and the store."""
+
+    settings: Settings
+    source: MqttSource
+    pipeline: Pipeline
+    store: Store
+    broker: EmbeddedBroker | None
+    mqtt_url: str
+    store_url: str
+
+    def start(self) -> None:
+        if self.broker is not None:
+            self.broker.start()
+        self.settings.data_path.mkdir(parents=True, exist_ok=True)
+        self.pipeline.start()
+
+    def stop(self) -> None:
+        self.pipeline.stop()
+        self.store.close()
+        if self.broker is not None:
+            self.broker.stop()
+
+
+def mqtt_settings(settings: Settings) -> MqttSettings:
+    m = settings.mqtt
+    url = m.url or f"mqtt://{settings.embedded.host}:{settings.embedded.port}"
+    host, port, tls, user, password = parse_mqtt_url(url)
+    return MqttSettings(
+        host=host,
+        port=port,
+        client_id=m.client_id or f"parkwatch-{settings.park.id}",
+        username=m.username if m.username is not None else user,
+        password=m.password if m.password is not None else password,
+        tls=tls,
+        ca_file=m.ca_file,
+        cert_file=m.cert_file,
+        key_file=m.key_file,
+        protocol=4 if settings.embedded_broker else m.protocol,  # amqtt speaks MQTT 3.1.1 only
+        keepalive_s=m.keepalive_s,
+        receive_maximum=m.receive_maximum,
+        session_expiry_s=m.session_expiry_s,
+    )
+
+
+def decode_settings(settings: Settings) -> DecodeSettings:
+    factors = dict(hj212.DEFAULT_FACTORS)
+    if settings.hj212.vendor_aliases:
+        factors.update(hj212.VENDOR_ALIASES)
+    factors.update(settings.hj212.factors)
+    return DecodeSettings(
+        park=settings.park.id,
+        tz=settings.park.tz,
+        max_payload=settings.ingest.max_payload_bytes,
+        max_clock_skew=timedelta(seconds=settings.ingest.max_clock_skew_s),
+        stations=frozenset(settings.park.stations),
+        gates=frozenset(settings.park.gates),
+        factor_map=factors,
+        lenient_length_stations=frozenset(settings.hj212.lenient_length_stations),
+    )
+
+
+def build(settings: Settings, *, now_ns: Callable[[], int] = time.time_ns) -> Service:
+    """Compile settings into a Service that is ready to start. Raises ConfigError; does no I/O."""
+    s = settings
+    store = store_from_url(s.store_url, token=s.store.token, timeout_s=s.store.timeout_s)
+    if s.store.retry_cap_s < s.store.retry_initial_s:
+        raise ConfigError("store.retry_cap_s", "must not be below store.retry_initial_s")
+    topics = Topics(s.park.id)
+    mqtt = mqtt_settings(s)
+    source = MqttSource(mqtt, topics.subscriptions(), now_ns=now_ns)
+    decoder = Decoder(decode_settings(s), now_ns)
+    pipeline_settings = PipelineSettings(
+        spool_path=s.data_path / "spool.db",
+        deadletter_log=s.data_path / "deadletter.jsonl",
+        deadletter_topic=topics.deadletter,
+        drain=DrainSettings(
+            batch_size=s.store.batch_size,
+            flush_interval_s=s.store.flush_interval_s,
+            retry=RetryPolicy(initial_s=s.store.retry_initial_s, cap_s=s.store.retry_cap_s),
+        ),
+        max_batch=s.ingest.max_batch,
+        dedup_window_s=s.spool.dedup_window_h * 3600,
+        synchronous=s.spool.synchronous.upper(),
+        shutdown_drain_s=s.spool.shutdown_drain_s,
+    )
+    pipeline = Pipeline(source, decoder, store, pipeline_settings, now_ns=now_ns)
+    broker = EmbeddedBroker(s.embedded.host, s.embedded.port) if s.embedded_broker else None
+    return Service(s, source, pipeline, store, broker, f"mqtt://{mqtt.host}:{mqtt.port}", _redact(s.store_url))
+
+
+def _redact(url: str) -> str:
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://***@{rest.split('@', 1)[1]}"

@@ -1,0 +1,197 @@
+"""The configuration schema: TOML, validated once at start-up.
+
+Unknown keys are errors (a typo must not be silently ignored). A bad configuration raises ``ConfigError``
+naming the dotted key and the bad value, and the service refuses to start. Environment variables
+override the file: PARKWATCH_MQTT_URL, PARKWATCH_STORE_URL, PARKWATCH_PARK_ID, PARKWATCH_INFLUXDB_TOKEN.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ingest.errors import ConfigError
+from ingest.models import DEVICE_ID
+
+ENV_OVERRIDES = {
+    "PARKWATCH_MQTT_URL": ("mqtt", "url"),
+    "PARKWATCH_STORE_URL": ("store", "url"),
+    "PARKWATCH_PARK_ID": ("park", "id"),
+    "PARKWATCH_INFLUXDB_TOKEN": ("store", "token"),
+}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ParkSection(_Section):
+    id: str = "demo"
+    timezone: str = "Asia/Shanghai"
+    stations: tuple[str, ...] = ()
+    gates: tuple[str, ...] = ()
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not DEVICE_ID.fullmatch(value):
+            raise ValueError(f"{value!r} is not 1 to 64 letters, digits, '-' or '_'")
+        return value
+
+    @field_validator("stations", "gates")
+    @classmethod
+    def _ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        bad = [v for v in value if not DEVICE_ID.fullmatch(v)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a device id (1 to 64 letters, digits, '-' or '_')")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class MqttSection(_Section):
+    url: str | None = None  # None: the embedded broker
+    client_id: str | None = None
+    username: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    protocol: Literal[5, 4] = 5
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    receive_maximum: int = Field(default=10000, ge=1, le=65535)
+    session_expiry_s: int = Field(default=7 * 86400, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_mqtt_url(value)
+        return value
+
+
+class StoreSection(_Section):
+    url: str | None = None  # None: sqlite in the data directory
+    token: str | None = Field(default=None, repr=False)
+    batch_size: int = Field(default=5000, ge=1, le=100_000)
+    flush_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    timeout_s: float = Field(default=10.0, gt=0, le=600)
+    retry_initial_s: float = Field(default=0.2, gt=0)
+    retry_cap_s: float = Field(default=30.0, gt=0)
+
+
+class SpoolSection(_Section):
+    synchronous: Literal["full", "normal"] = "full"
+    dedup_window_h: float = Field(default=48.0, gt=0)
+    shutdown_drain_s: float = Field(default=10.0, ge=0)
+
+
+class IngestSection(_Section):
+    max_payload_bytes: int = Field(default=65536, ge=64, le=16 * 1024 * 1024)
+    max_clock_skew_s: float = Field(default=600.0, ge=0)
+    max_batch: int = Field(default=5000, ge=1, le=100_000)
+
+
+class Hj212Section(_Section):
+    factors: dict[str, str] = Field(default_factory=dict)  # vendor factor code -> reading name
+    vendor_aliases: bool = True  # PM25, SO2, TEM, WS, ... as in domain.md §1.8
+    lenient_length_stations: tuple[str, ...] = ()
+
+
+class EmbeddedSection(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=1884, ge=1, le=65535)
+
+
+class LogSection(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    json_lines: bool = False
+
+
+class Settings(_Section):
+    data_dir: str = "parkwatch-data"
+    park: ParkSection = ParkSection()
+    mqtt: MqttSection = MqttSection()
+    store: StoreSection = StoreSection()
+    spool: SpoolSection = SpoolSection()
+    ingest: IngestSection = IngestSection()
+    hj212: Hj212Section = Hj212Section()
+    embedded: EmbeddedSection = EmbeddedSection()
+    log: LogSection = LogSection()
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.mqtt.url is None
+
+    @property
+    def store_url(self) -> str:
+        return self.store.url or f"sqlite://{(self.data_path / 'store.db').resolve()}"
+
+
+def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Settings:
+    """Read, override from the environment, validate. Raises ConfigError naming the key."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError("(file)", f"cannot read {path}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("(file)", f"{path} is not valid TOML: {exc}") from exc
+    return settings_from_dict(raw, os.environ if env is None else env)
+
+
+def settings_from_dict(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
+    for var, (section, key) in ENV_OVERRIDES.items():
+        if env.get(var):
+            raw.setdefault(section, {})
+            if isinstance(raw[section], dict):
+                raw[section][key] = env[var]
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        key = ".".join(str(p) for p in error["loc"]) or "(top level)"
+        value = error.get("input")
+        secret = "password" in key or "token" in key or (isinstance(value, str) and "@" in value)
+        shown = "" if secret or isinstance(value, dict) else f" (got {value!r})"
+        reason = "unknown key" if error["type"] == "extra_forbidden" else error["msg"] + shown
+        raise ConfigError(key, reason) from None
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int, bool, str | None, str | None]:
+    """`mqtt://[user:password@]host:port` or `mqtts://...` -> (host, port, tls, user, password)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts"):
+        raise ValueError("must start with mqtt:// or mqtts://")
+    if not parts.hostname:
+        raise ValueError("has no host")
+    try:
+        port = parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    user = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password else None
+    return parts.hostname, port, parts.scheme == "mqtts", user, password

@@ -1,0 +1,232 @@
+"""Decode and validate one message into a store point and a dedup key, or raise Rejected.
+
+This is the boundary where untrusted device bytes become domain values. Every refusal has its own reason
+code (the first word of the dead-letter reason):
+
+    payload_too_large, not_utf8, invalid_json, duplicate_key, not_finite, not_an_object, missing_field,
+    wrong_type, bad_timestamp, timestamp_out_of_range, no_values, too_many_values, bad_value_name,
+    value_out_of_range, flag_without_value, bad_flag, bad_enum, bad_text, bad_device_id, bad_validity,
+    bad_topic, bad_plate, plate_mismatch, unknown_station, unknown_gate, unknown_device, and the HJ 212
+    codes of ``ingest.hj212``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ValidationError
+
+from ingest import hj212
+from ingest.errors import Hj212Error, Rejected
+from ingest.messages import Message
+from ingest.models import AirReading, Appointment, DeviceStatus, GateEvent
+from ingest.points import FieldValue, Point
+from ingest.topics import Route, Topics
+
+M = TypeVar("M", bound=BaseModel)
+Value = AirReading | GateEvent | DeviceStatus | Appointment | None
+
+# pydantic's own error types, mapped onto our reason codes (ours pass through unchanged)
+_PYDANTIC_REASONS = {
+    "missing": "missing_field",
+    "finite_number": "not_finite",
+    "literal_error": "bad_enum",
+    "string_pattern_mismatch": "bad_field",
+    "greater_than_equal": "value_out_of_range",
+    "less_than_equal": "value_out_of_range",
+    "model_type": "not_an_object",
+    "model_attributes_type": "not_an_object",
+}
+_WRONG_TYPE_SUFFIXES = ("_type", "_parsing")
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A message that passed validation: the point to store, its dedup key, the domain value for rules."""
+
+    point: Point
+    key: str | None
+    value: Value
+    unique_slot: str | None = None  # gate events: two distinct events never share (slot, timestamp)
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeSettings:
+    park: str
+    tz: ZoneInfo
+    max_payload: int = 65536
+    max_clock_skew: timedelta = timedelta(minutes=10)
+    stations: frozenset[str] = frozenset()  # empty: any station is accepted
+    gates: frozenset[str] = frozenset()
+    factor_map: Mapping[str, str] = field(default_factory=lambda: dict(hj212.DEFAULT_FACTORS))
+    lenient_length_stations: frozenset[str] = frozenset()
+
+
+class Decoder:
+    """Turns messages of one park into Decoded values. Pure apart from the injected clock."""
+
+    def __init__(self, settings: DecodeSettings, now_ns: Callable[[], int]) -> None:
+        self._s = settings
+        self._now_ns = now_ns
+        self._topics = Topics(settings.park)
+        self._by_kind: dict[str, Callable[[Route, Message], Decoded]] = {
+            "air": self._air,
+            "hj212": self._hj212,
+            "gate": self._gate,
+            "status": self._status,
+            "appointment": self._appointment,
+        }
+
+    def decode(self, message: Message) -> Decoded:
+        route = self._topics.route(message.topic)
+        handler = self._by_kind.get(route.kind)
+        if handler is None:
+            raise Rejected("bad_topic", f"{route.kind} messages are not data")
+        if len(message.payload) > self._s.max_payload:
+            raise Rejected("payload_too_large", f"{len(message.payload)} bytes > {self._s.max_payload}")
+        return handler(route, message)
+
+    # --- per kind -------------------------------------------------------------------------------------
+
+    def _air(self, route: Route, message: Message) -> Decoded:
+        self._known(route.device, self._s.stations, "unknown_station")
+        reading = self._validate(AirReading, _json_object(message.payload), station=route.device)
+        return self._air_decoded(reading)
+
+    def _hj212(self, route: Route, message: Message) -> Decoded:
+        self._known(route.device, self._s.stations, "unknown_station")
+        lenient = route.device in self._s.lenient_length_stations
+        frame = hj212.decode_frame(message.payload, lenient_length=lenient)
+        data = hj212.frame_to_readings(frame, tz=self._s.tz, factor_map=self._s.factor_map)
+        raw = {"ts": data.ts.isoformat(), "values": data.values, "flags": data.flags}
+        reading = self._validate(AirReading, raw, station=route.device, period=data.period, mn=frame.mn)
+        return self._air_decoded(reading)
+
+    def _air_decoded(self, r: AirReading) -> Decoded:
+        ts_ns = _ns(r.ts)
+        tags = {"park": self._s.park, "station": r.station}
+        if r.period:
+            tags["period"] = r.period
+        fields: dict[str, FieldValue] = {k: float(v) for k, v in r.values.items()}
+        fields.update({f"{k}_flag": f for k, f in r.flags.items() if f != "N"})
+        if r.mn:
+            fields["mn"] = r.mn
+        return Decoded(Point("air_quality", tags, fields, ts_ns), f"a|{r.station}|{r.period}|{ts_ns}", r)
+
+    def _gate(self, route: Route, message: Message) -> Decoded:
+        self._known(route.device, self._s.gates, "unknown_gate")
+        e = self._validate(GateEvent, _json_object(message.payload), gate=route.device)
+        tags = {"park": self._s.park, "gate": e.gate, "direction": e.direction, "subject": e.subject}
+        if e.vehicle_class:
+            tags["vehicle_class"] = e.vehicle_class
+        fields: dict[str, FieldValue] = {"event_id": e.event_id, "credential": e.credential, "granted": e.granted}
+        for name in ("plate", "person_id"):
+            if (text := getattr(e, name)) is not None:
+                fields[name] = text
+        if e.hazmat is not None:
+            fields["un_number"] = e.hazmat.un_number
+            fields["hazard_class"] = e.hazmat.hazard_class
+            if e.hazmat.load_t is not None:
+                fields["load_t"] = float(e.hazmat.load_t)
+        point = Point("gate_event", tags, fields, _ns(e.ts))
+        return Decoded(point, f"g|{e.gate}|{e.event_id}", e, unique_slot=f"gts|{e.gate}")
+
+    def _status(self, route: Route, message: Message) -> Decoded:
+        known = self._s.stations if route.device_kind == "air" else self._s.gates
+        self._known(route.device, known, "unknown_device")
+        status = self._validate(DeviceStatus, _json_object(message.payload))
+        ts_ns = _ns(status.ts) if status.ts is not None else message.received_ns
+        tags = {"park": self._s.park, "kind": route.device_kind, "device": route.device}
+        key = f"s|{route.device_kind}|{route.device}|{ts_ns}" if status.ts is not None else None
+        return Decoded(Point("device_status", tags, {"online": status.online}, ts_ns), key, status)
+
+    def _appointment(self, route: Route, message: Message) -> Decoded:
+        tags = {"park": self._s.park}
+        if not message.payload:
+            fields: dict[str, FieldValue] = {"plate": route.device, "cancelled": True}
+            return Decoded(Point("appointment", tags, fields, message.received_ns), None, None)
+        a = self._validate(Appointment, _json_object(message.payload))
+        if a.plate != route.device:
+            raise Rejected("plate_mismatch", f"payload plate {a.plate!r} != topic plate {route.device!r}")
+        fields = {
+            "plate": a.plate,
+            "valid_from": a.valid_from.isoformat(),
+            "valid_to": a.valid_to.isoformat(),
+            "gates": ",".join(a.gates),
+            "cancelled": False,
+        }
+        if a.company:
+            fields["company"] = a.company
+        if a.un_number:
+            fields["un_number"] = a.un_number
+        digest = hashlib.sha256(message.payload).hexdigest()[:32]
+        return Decoded(Point("appointment", tags, fields, message.received_ns), f"p|{a.plate}|{digest}", a)
+
+    # --- helpers --------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _known(device: str, known: frozenset[str], reason: str) -> None:
+        if known and device not in known:
+            raise Rejected(reason, f"{device!r} is not in the configuration")
+
+    def _validate(self, model: type[M], raw: dict[str, Any], **extra: str) -> M:
+        latest = datetime.fromtimestamp(self._now_ns() / 1e9, UTC) + self._s.max_clock_skew
+        try:
+            return model.model_validate({**raw, **extra}, context={"tz": self._s.tz, "latest": latest})
+        except ValidationError as exc:
+            raise _rejection(exc) from None
+
+
+def _ns(ts: datetime) -> int:
+    delta = ts - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+def _rejection(exc: ValidationError) -> Rejected:
+    error = exc.errors(include_url=False, include_input=False)[0]
+    kind = error["type"]
+    reason = _PYDANTIC_REASONS.get(kind, kind)
+    if reason == kind and kind.endswith(_WRONG_TYPE_SUFFIXES):
+        reason = "wrong_type"
+    where = ".".join(str(part) for part in error["loc"])
+    return Rejected(reason, f"{where}: {error['msg']}" if where else error["msg"])
+
+
+def _reject_constant(name: str) -> None:
+    raise Rejected("not_finite", f"{name} is not a number JSON allows")
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise Rejected("duplicate_key", f"key {dup!r} appears twice")
+    return result
+
+
+def _json_object(payload: bytes) -> dict[str, Any]:
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Rejected("not_utf8", f"byte {exc.start} is not UTF-8") from None
+    try:
+        data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
+    except json.JSONDecodeError as exc:
+        raise Rejected("invalid_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise Rejected("invalid_json", "nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer literal longer than Python's digit limit
+        raise Rejected("invalid_json", str(exc)[:120]) from None
+    if not isinstance(data, dict):
+        raise Rejected("not_an_object", f"payload is a JSON {type(data).__name__}, not an object")
+    return data
+
+
+__all__ = ["DecodeSettings", "Decoded", "Decoder", "Hj212Error"]

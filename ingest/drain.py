@@ -1,0 +1,134 @@
+"""The drainer: moves points from the spool to the store, in order, in batches.
+
+It owns batching and retry (the store only writes what it is given). A batch is written when
+`batch_size` points wait or when `flush_interval_s` has passed, whichever comes first. A transient store
+error keeps the batch in the spool and retries with backoff; a permanent one splits the batch in halves
+until the bad points are found: they are dead-lettered, the rest is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ingest.errors import StoreError
+from ingest.interfaces import Store
+from ingest.messages import DeadLetter
+from ingest.retry import RetryPolicy
+from ingest.spool import Row, SpoolDb
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class DrainSettings:
+    batch_size: int = 5000
+    flush_interval_s: float = 1.0
+    retry: RetryPolicy = RetryPolicy()
+
+
+class Drainer:
+    """Runs in its own thread (`run`); `notify` is called by the ingest thread after each kept batch."""
+
+    def __init__(
+        self,
+        spool: SpoolDb,
+        store: Store,
+        settings: DrainSettings,
+        *,
+        now_ns: Callable[[], int] = time.time_ns,
+        on_stored: Callable[[int], None] = lambda n: None,
+    ) -> None:
+        self._spool = spool
+        self._store = store
+        self._s = settings
+        self._now_ns = now_ns
+        self._on_stored = on_stored
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._unflushed = 0
+        self._lock = threading.Lock()
+        self.store_ok = True
+        self.last_error = ""
+        self.write_seconds = 0.0
+
+    def notify(self, count: int) -> None:
+        with self._lock:
+            self._unflushed += count
+            if self._unflushed >= self._s.batch_size:
+                self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def run(self, deadline: Callable[[], float | None] = lambda: None) -> None:
+        """Drain until stopped; once stopped, drain what is left until the spool is empty or `deadline()`."""
+        attempt = 0
+        while True:
+            rows = self._next_batch()
+            if not rows:
+                if self._stop.is_set():
+                    return
+                continue
+            if self._write(rows):
+                attempt = 0
+                continue
+            stop_at = deadline() if self._stop.is_set() else None
+            pause = self._s.retry.delay(attempt)
+            attempt += 1
+            if stop_at is not None and time.monotonic() + pause > stop_at:
+                log.warning("store still unreachable at shutdown; %d+ points stay in the spool", len(rows))
+                return
+            self._stop.wait(pause) if not self._stop.is_set() else time.sleep(pause)
+
+    def _next_batch(self) -> list[Row]:
+        rows = self._spool.peek(self._s.batch_size)
+        if len(rows) < self._s.batch_size and not self._stop.is_set():
+            self._wake.wait(self._s.flush_interval_s)
+            rows = self._spool.peek(self._s.batch_size)
+        self._wake.clear()
+        with self._lock:
+            self._unflushed = max(0, self._unflushed - len(rows))
+        return rows
+
+    def _write(self, rows: Sequence[Row]) -> bool:
+        """Write one batch; True when it left the spool (stored or dead-lettered), False to retry later."""
+        try:
+            failed = self._write_finding_bad(rows)
+        except StoreError as exc:
+            self._mark(ok=False, error=str(exc))
+            return False
+        self._spool.release(rows, failed)
+        self._mark(ok=True)
+        self._on_stored(len(rows) - len(failed))
+        return True
+
+    def _write_finding_bad(self, rows: Sequence[Row]) -> list[DeadLetter]:
+        """Write rows; on a permanent error split in halves. Transient errors propagate (retry all later)."""
+        started = time.perf_counter()
+        try:
+            self._store.write([r.point for r in rows])
+            return []
+        except StoreError as exc:
+            if exc.retryable:
+                raise
+            if len(rows) == 1:
+                row = rows[0]
+                log.warning("store refused a point from %s: %s", row.topic, str(exc)[:200])
+                return [DeadLetter(row.topic, row.point.to_json().encode(), "store_rejected", str(exc)[:500],
+                                   self._now_ns())]
+            half = len(rows) // 2
+            return self._write_finding_bad(rows[:half]) + self._write_finding_bad(rows[half:])
+        finally:
+            self.write_seconds += time.perf_counter() - started
+
+    def _mark(self, *, ok: bool, error: str = "") -> None:
+        if ok and not self.store_ok:
+            log.info("store reachable again")
+        elif not ok and (self.store_ok or error != self.last_error):
+            log.warning("store write failed, keeping the batch in the spool: %s", error[:300])
+        self.store_ok, self.last_error = ok, error

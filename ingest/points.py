@@ -1,0 +1,134 @@
+"""Point: the store-neutral form of one row of a time series, and its line-protocol rendering."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+FieldValue = float | int | str | bool
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One point: measurement, tags, fields and a timestamp in nanoseconds since the epoch (UTC).
+
+    Field types are kept as given (float, int, str, bool): InfluxDB refuses a field whose type changes.
+    """
+
+    measurement: str
+    tags: Mapping[str, str]
+    fields: Mapping[str, FieldValue]
+    ts_ns: int
+
+    def to_json(self) -> str:
+        """Compact JSON for the spool; `from_json` gives the same point back, types included."""
+        return json.dumps(
+            [self.measurement, dict(self.tags), _encode_fields(self.fields), self.ts_ns],
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Point:
+        measurement, tags, fields, ts_ns = json.loads(text)
+        return cls(measurement, tags, _decode_fields(fields), ts_ns)
+
+    def to_line(self, *, escape_newlines: bool = False) -> str:
+        """InfluxDB line protocol, escaped for every character a device may send.
+
+        Tags with an empty value are left out (InfluxDB refuses them; the SQLite store keeps them as '').
+        A newline in a string field is kept raw inside the quotes (InfluxDB reads it back exactly), or
+        with `escape_newlines` written as the two characters \\n, for servers that split the body at every
+        newline (VictoriaMetrics). Raises ValueError for what line protocol cannot carry (see
+        `check_name`), a point without fields, a non-finite float or an integer outside int64.
+        """
+        if not self.fields:
+            raise ValueError(f"point of {self.measurement!r} has no fields")
+        parts = [escape_measurement(self.measurement)]
+        for key in sorted(self.tags):
+            if value := self.tags[key]:
+                parts.append(f",{escape_key(key, 'tag key')}={escape_key(value, f'tag {key!r}')}")
+        fields = ",".join(
+            f"{escape_key(k, 'field key')}={format_field(v, escape_newlines=escape_newlines)}"
+            for k, v in self.fields.items()
+        )
+        return f"{''.join(parts)} {fields} {self.ts_ns}"
+
+
+def _encode_fields(fields: Mapping[str, FieldValue]) -> dict[str, object]:
+    # JSON keeps int and float apart only by the decimal point: mark ints so 1 stays an int and 1.0 a float.
+    return {k: ({"i": v} if isinstance(v, int) and not isinstance(v, bool) else v) for k, v in fields.items()}
+
+
+def _decode_fields(fields: dict[str, object]) -> dict[str, FieldValue]:
+    out: dict[str, FieldValue] = {}
+    for k, v in fields.items():
+        if isinstance(v, dict):
+            out[k] = int(v["i"])
+        elif isinstance(v, int) and not isinstance(v, bool):
+            out[k] = float(v)
+        else:
+            out[k] = v  # type: ignore[assignment]
+    return out
+
+
+# Escaping as InfluxDB 1.6.7 and VictoriaMetrics read it (both checked with every character below):
+# in names and tag values only comma and space (and, outside measurements, '=') are escaped with a
+# backslash, any other backslash is literal, tabs and carriage returns stay raw. In string fields '"' and
+# '\\' are escaped. InfluxDB 1.x reads `\\` in a tag as two backslashes, the v2 API as one: such text
+# is refused (`check_name`) rather than stored differently by different servers.
+_MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
+_KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
+_STRING_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\"})
+_STRING_ESCAPES_NEWLINE = str.maketrans({'"': r"\"", "\\": "\\\\", "\n": r"\n"})
+# A backslash before one of these (or at the end) reads as an escape, differently in 1.x and 2.x.
+_AMBIGUOUS_BACKSLASH = re.compile(r'\\(?:[\\, ="]|$)')
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def check_name(text: str, what: str = "name") -> str:
+    """Return `text` if line protocol can carry it as a measurement, key or tag value; else ValueError.
+
+    It cannot carry an empty name, a newline, or a backslash that ends the text or stands before a
+    backslash, comma, space, '=' or '"' (InfluxDB 1.x and 2.x read those differently).
+    """
+    if not text:
+        raise ValueError(f"{what} is empty")
+    if "\n" in text:
+        raise ValueError(f"{what} {text!r} contains a newline, which line protocol cannot carry")
+    if "\\" in text and _AMBIGUOUS_BACKSLASH.search(text):
+        raise ValueError(
+            f'{what} {text!r} has a backslash at its end or before one of \\ , space = ", '
+            "which line protocol cannot carry unambiguously"
+        )
+    return text
+
+
+def escape_measurement(name: str) -> str:
+    """Escape a measurement name; ValueError if line protocol cannot carry it."""
+    if name.startswith("#"):
+        raise ValueError(f"measurement {name!r} starts with '#': InfluxDB would read the line as a comment")
+    return check_name(name, "measurement").translate(_MEASUREMENT_ESCAPES)
+
+
+def escape_key(text: str, what: str = "key") -> str:
+    """Escape a tag key, tag value or field key; ValueError if line protocol cannot carry it."""
+    return check_name(text, what).translate(_KEY_ESCAPES)
+
+
+def format_field(value: FieldValue, *, escape_newlines: bool = False) -> str:
+    """A field value in line protocol: 1.5, 3i, true, "text" (see `Point.to_line` for newlines)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise ValueError(f"integer field value {value} is outside int64")
+        return f"{value}i"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"field value {value!r} is not finite")
+        return repr(value)
+    return '"' + value.translate(_STRING_ESCAPES_NEWLINE if escape_newlines else _STRING_ESCAPES) + '"'

@@ -1,0 +1,203 @@
+"""The spool: the service's durable memory on local disk (SQLite in WAL mode).
+
+A message is acknowledged to the broker only after the transaction that keeps it here has committed.
+One transaction per batch holds, together: the points to store (in arrival order), the dedup keys, the
+dead letters still to publish, and the counters. So after a crash at any moment the counters, the dedup
+index and the spool agree, and the broker redelivers exactly what was not committed.
+
+    received = stored + deadlettered + duplicates + in_spool      (always; in_spool = 0 once idle)
+
+Each thread opens its own ``SpoolDb`` on the same file (SQLite connections are not shared across threads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from ingest.decode import Decoded
+from ingest.errors import SpoolError
+from ingest.messages import DeadLetter
+from ingest.points import Point
+
+COUNTERS = ("received", "stored", "deadlettered", "duplicates")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, point TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS seen_at ON seen (at);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, record TEXT NOT NULL,
+                                   logged INTEGER NOT NULL DEFAULT 0);
+"""
+_IN_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """The outcome of keeping one batch: the values that were new (duplicates left out)."""
+
+    new: tuple[Decoded, ...]
+    duplicates: int
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    id: int
+    topic: str
+    point: Point
+
+
+class SpoolDb:
+    """One thread's connection to the spool file."""
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+        self._path = path
+        self._synchronous = synchronous
+        self._conn: sqlite3.Connection | None = None
+
+    def open(self) -> SpoolDb:
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=60)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot open spool {self._path}: {exc}") from exc
+        self._conn = conn
+        return self
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise SpoolError("spool is not open")
+        return self._conn
+
+    # --- ingest side ----------------------------------------------------------------------------------
+
+    def keep(
+        self, topics: Sequence[str], decoded: Sequence[Decoded], dead: Sequence[DeadLetter], *, now_ns: int
+    ) -> Kept:
+        """Durably keep one batch of received messages: valid ones (with their topics) and rejected ones."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            new, new_topics, keys = self._dedup(topics, decoded, now_ns)
+            db.executemany(
+                "INSERT INTO spool (topic, point) VALUES (?, ?)",
+                [(t, d.point.to_json()) for t, d in zip(new_topics, new, strict=True)],
+            )
+            db.executemany("INSERT INTO seen (key, at) VALUES (?, ?)", [(k, now_ns) for k in keys])
+            db.executemany("INSERT INTO outbox (record) VALUES (?)", [(d.to_json(),) for d in dead])
+            duplicates = len(decoded) - len(new)
+            self._add(received=len(decoded) + len(dead), duplicates=duplicates, deadlettered=len(dead))
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise SpoolError(f"cannot keep batch: {exc}") from exc
+        return Kept(tuple(new), duplicates)
+
+    def _dedup(
+        self, topics: Sequence[str], decoded: Sequence[Decoded], now_ns: int
+    ) -> tuple[list[Decoded], list[str], list[str]]:
+        existing = self._existing([d.key for d in decoded if d.key is not None])
+        new: list[Decoded] = []
+        new_topics: list[str] = []
+        keys: list[str] = []
+        for topic, d in zip(topics, decoded, strict=True):
+            if d.key is not None:
+                if d.key in existing:
+                    continue
+                existing.add(d.key)
+                keys.append(d.key)
+            new.append(self._claim_slot(d, existing, keys) if d.unique_slot is not None else d)
+            new_topics.append(topic)
+        return new, new_topics, keys
+
+    def _claim_slot(self, d: Decoded, claimed: set[str], keys: list[str]) -> Decoded:
+        """Move a gate event forward by nanoseconds until no other event of that gate has its timestamp."""
+        ts = d.point.ts_ns
+        while (key := f"{d.unique_slot}|{ts}") in claimed or self._existing([key]):
+            ts += 1
+        claimed.add(key)
+        keys.append(key)
+        return d if ts == d.point.ts_ns else replace(d, point=replace(d.point, ts_ns=ts))
+
+    def _existing(self, keys: list[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(keys), _IN_CHUNK):
+            chunk = keys[i : i + _IN_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in self._db.execute(f"SELECT key FROM seen WHERE key IN ({marks})", chunk))
+        return found
+
+    def prune_seen(self, older_than_ns: int) -> int:
+        """Forget dedup keys kept since before `older_than_ns` (the dedup window has passed)."""
+        try:
+            return self._db.execute("DELETE FROM seen WHERE at < ?", (older_than_ns,)).rowcount
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot prune dedup keys: {exc}") from exc
+
+    # --- drain side -----------------------------------------------------------------------------------
+
+    def peek(self, limit: int) -> list[Row]:
+        """The oldest `limit` points still to store, in arrival order."""
+        try:
+            rows = self._db.execute("SELECT id, topic, point FROM spool ORDER BY id LIMIT ?", (limit,)).fetchall()
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot read spool: {exc}") from exc
+        return [Row(i, t, Point.from_json(p)) for i, t, p in rows]
+
+    def release(self, rows: Sequence[Row], failed: Iterable[DeadLetter] = ()) -> None:
+        """The store has taken `rows` except `failed` (dead-lettered): forget them, count them."""
+        failed = list(failed)
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("DELETE FROM spool WHERE id = ?", [(r.id,) for r in rows])
+            self._db.executemany("INSERT INTO outbox (record) VALUES (?)", [(d.to_json(),) for d in failed])
+            self._add(stored=len(rows) - len(failed), deadlettered=len(failed))
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise SpoolError(f"cannot release stored rows: {exc}") from exc
+
+    # --- dead-letter outbox ---------------------------------------------------------------------------
+
+    def outbox(self, limit: int) -> list[tuple[int, str, bool]]:
+        """Dead letters still to log or publish: (id, JSON record, already logged)."""
+        sql = "SELECT id, record, logged FROM outbox ORDER BY id LIMIT ?"
+        return [(i, r, bool(lg)) for i, r, lg in self._db.execute(sql, (limit,))]
+
+    def mark_logged(self, ids: Sequence[int]) -> None:
+        self._db.executemany("UPDATE outbox SET logged = 1 WHERE id = ?", [(i,) for i in ids])
+
+    def forget_outbox(self, ids: Sequence[int]) -> None:
+        self._db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+
+    # --- counters -------------------------------------------------------------------------------------
+
+    def counters(self) -> dict[str, int]:
+        """received, stored, deadlettered, duplicates and in_spool (derived from the identity)."""
+        values = dict.fromkeys(COUNTERS, 0)
+        values.update(dict(self._db.execute("SELECT name, value FROM counters").fetchall()))
+        values["in_spool"] = values["received"] - values["stored"] - values["deadlettered"] - values["duplicates"]
+        return values
+
+    def _add(self, **deltas: int) -> None:
+        self._db.executemany(
+            "INSERT INTO counters (name, value) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+            [(k, v) for k, v in deltas.items() if v],
+        )
+
+    def _rollback(self) -> None:
+        with contextlib.suppress(sqlite3.Error):  # no transaction was open: nothing to undo
+            self._db.execute("ROLLBACK")

@@ -1,0 +1,130 @@
+"""Stores, one module per backend, registered by the URL scheme of ``[store] url``.
+
+    sqlite:///var/lib/parkwatch/data.db         SqliteStore, absolute path /var/lib/parkwatch/data.db
+    sqlite:///./data/parkwatch.db               relative to the working directory (also sqlite:data/x.db)
+    influxdb://host:8086?org=ORG&bucket=BKT     InfluxDB2Store, the v2 write API; token from the argument
+    influxdbs://...                             the same over HTTPS
+    influxdb1://[user:password@]host:8086/DB    InfluxDB1Store, the 1.x API; user and password URL-encoded
+    influxdb1s://...                            the same over HTTPS
+
+The port defaults to 8086. Building a store does no I/O: a wrong host shows at the first write.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
+
+from ingest.errors import ConfigError
+from ingest.interfaces import Store
+from ingest.stores.influxdb1 import InfluxDB1Store
+from ingest.stores.influxdb2 import InfluxDB2Store
+from ingest.stores.sqlite import SqliteStore
+
+__all__ = ["STORES", "InfluxDB1Store", "InfluxDB2Store", "SqliteStore", "store_from_url"]
+
+KEY = "store.url"
+DEFAULT_INFLUXDB_PORT = 8086
+
+
+def store_from_url(url: str, *, token: str | None = None, timeout_s: float = 10.0) -> Store:
+    """The store that `url` names (see the module docstring); ConfigError("store.url", ...) if malformed."""
+    try:
+        parts = urlsplit(url)
+        factory = STORES.get(parts.scheme)
+        if factory is None:
+            known = ", ".join(f"{s}://" for s in STORES)
+            raise _MalformedUrlError(f"unknown scheme {parts.scheme!r} (known: {known})")
+        return factory(parts, token=token, timeout_s=timeout_s)
+    except ValueError as exc:  # from urlsplit or a factory; the text holds no password
+        raise ConfigError(KEY, f"{_redact(url)!r}: {exc}") from exc
+
+
+class _MalformedUrlError(ValueError):
+    """What is wrong with a store URL; store_from_url adds the (redacted) URL."""
+
+
+def _sqlite(parts: SplitResult, *, token: str | None, timeout_s: float) -> Store:
+    if parts.netloc or parts.query or parts.fragment:
+        raise _MalformedUrlError("a sqlite URL is sqlite:///PATH, with no host, query or fragment")
+    path = unquote(parts.path)
+    if path.startswith(("/./", "/../")):
+        path = path[1:]
+    if not path or path.endswith("/"):
+        raise _MalformedUrlError("the path of the database file is missing")
+    return SqliteStore(Path(path), timeout_s=timeout_s)
+
+
+def _influxdb2(parts: SplitResult, *, token: str | None, timeout_s: float) -> Store:
+    host, port = _host_port(parts)
+    if parts.username is not None or parts.password is not None:
+        raise _MalformedUrlError(
+            "the v2 API takes a token ([store] token or PARKWATCH_INFLUXDB_TOKEN), not a user"
+        )
+    if parts.path not in ("", "/") or parts.fragment:
+        raise _MalformedUrlError("expected influxdb://host:port?org=ORG&bucket=BUCKET, with no path")
+    query = _query(parts, allowed={"org", "bucket"})
+    org, bucket = query.get("org"), query.get("bucket")
+    if not org or not bucket:
+        raise _MalformedUrlError("both org=... and bucket=... are required")
+    scheme = "https" if parts.scheme.endswith("s") else "http"
+    return InfluxDB2Store(f"{scheme}://{_host_part(host)}:{port}", org, bucket, token, timeout_s)
+
+
+def _influxdb1(parts: SplitResult, *, token: str | None, timeout_s: float) -> Store:
+    host, port = _host_port(parts)
+    database = unquote(parts.path[1:]) if parts.path.startswith("/") else ""
+    if not database or "/" in database or parts.query or parts.fragment:
+        raise _MalformedUrlError("expected influxdb1://[user:password@]host:port/DATABASE")
+    username = unquote(parts.username) if parts.username is not None else None
+    password = unquote(parts.password) if parts.password is not None else None
+    ssl = parts.scheme.endswith("s")
+    return InfluxDB1Store(host, port, database, username, password, timeout_s, ssl)
+
+
+STORES: dict[str, Callable[..., Store]] = {
+    "sqlite": _sqlite,
+    "influxdb": _influxdb2,
+    "influxdbs": _influxdb2,
+    "influxdb1": _influxdb1,
+    "influxdb1s": _influxdb1,
+}
+
+
+def _host_port(parts: SplitResult) -> tuple[str, int]:
+    try:
+        port = parts.port
+    except ValueError as exc:  # its text may quote part of a password: not used
+        raise _MalformedUrlError("the port is not a number from 1 to 65535") from exc
+    if port == 0:
+        raise _MalformedUrlError("the port is not a number from 1 to 65535")
+    if not parts.hostname:
+        raise _MalformedUrlError("the host is missing")
+    return parts.hostname, port if port is not None else DEFAULT_INFLUXDB_PORT
+
+
+def _host_part(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _query(parts: SplitResult, *, allowed: set[str]) -> dict[str, str]:
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = sorted(set(query) - allowed)
+    if unknown:
+        raise _MalformedUrlError(f"unknown parameter(s) {', '.join(unknown)}")
+    repeated = sorted(k for k, v in query.items() if len(v) > 1)
+    if repeated:
+        raise _MalformedUrlError(f"parameter(s) given twice: {', '.join(repeated)}")
+    return {k: v[0] for k, v in query.items()}
+
+
+def _redact(url: str) -> str:
+    """`url` with anything that may be a secret (password, token=...) replaced by ***."""
+    return _TOKEN.sub(r"\1***", _PASSWORD.sub(r"\1\2:***@", url))
+
+
+# From the first ':' after the user to the LAST '@': a password may hold an unencoded '@' or '/'.
+_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^:@]*):.*@", re.DOTALL)
+_TOKEN = re.compile(r"([?&]token=)[^&#]*", re.IGNORECASE)

@@ -1,0 +1,413 @@
+"""Real servers for integration tests: mosquitto, InfluxDB 1.x and VictoriaMetrics.
+
+Each server runs from its Debian binary on a free loopback port, with its configuration, data and log in
+a working directory of its own, and is stopped by the process it started (SIGTERM, then SIGKILL).
+`stop()` keeps the data, so `start()` (or `restart()`) brings the same server back on the same port.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 15.0
+START_ATTEMPTS = 3  # a restart on the same port may race the kernel releasing it: try again briefly
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def binary_available(name: str) -> bool:
+    """Whether the server binary `name` is on the PATH (or in /usr/sbin, where Debian puts mosquitto)."""
+    return _which(name) is not None
+
+
+def _which(name: str) -> str | None:
+    return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
+
+
+def http_get(url: str, *, timeout_s: float = 5.0) -> tuple[int, bytes]:
+    """GET `url`: (status, body), also for 4xx/5xx answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def http_post_form(url: str, form: dict[str, str], *, timeout_s: float = 10.0) -> tuple[int, bytes]:
+    """POST an url-encoded form: (status, body), also for 4xx/5xx answers."""
+    data = urllib.parse.urlencode(form).encode()
+    req = urllib.request.Request(url, data=data, method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+class ServerStartError(RuntimeError):
+    """A server did not become ready; the message ends with the tail of its log."""
+
+
+class _ServerProcess:
+    """One server process: configuration, start with readiness check, stop, restart, log tail.
+
+    Subclasses name the binary, write their configuration in `_prepare` and say when they are ready.
+    """
+
+    binary: str = ""
+
+    def __init__(self, workdir: Path, *, port: int | None = None) -> None:
+        self.workdir = Path(workdir)
+        self._port = port if port is not None else free_port()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.binary}.log"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> None:
+        """Start the server and wait until it serves; ServerStartError with the log tail if it does not."""
+        if self.running:
+            return
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._prepare()
+        for attempt in range(1, START_ATTEMPTS + 1):
+            self._spawn()
+            if self._wait_ready(last_attempt=attempt == START_ATTEMPTS):
+                return
+            time.sleep(0.5 * attempt)
+
+    def stop(self) -> None:
+        """SIGTERM and wait, so the server saves its data; SIGKILL if it does not exit in time."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._close_log()
+
+    def restart(self) -> None:
+        """Stop and start again: same port, same data."""
+        self.stop()
+        self.start()
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The last lines of the server's log, for error messages."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def _prepare(self) -> None:
+        """Write configuration files and create data directories."""
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def _executable(self) -> str:
+        path = _which(self.binary)
+        if path is None:
+            raise ServerStartError(f"{self.binary} is not installed (apt-get install {self.binary})")
+        return path
+
+    def _spawn(self) -> None:
+        self._close_log()
+        self._log = self.log_path.open("ab")
+        self._proc = subprocess.Popen(
+            [self._executable(), *self._command()],
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=self.workdir,
+        )
+
+    def _wait_ready(self, *, last_attempt: bool) -> bool:
+        """True once ready; False if the process died and may be tried again; raises on a timeout."""
+        assert self._proc is not None
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                return self._died(last_attempt)
+            if self._ready():
+                return True
+            time.sleep(0.05)
+        self.stop()
+        raise ServerStartError(self._failure(f"not ready within {START_TIMEOUT_S:.0f} s"))
+
+    def _died(self, last_attempt: bool) -> bool:
+        assert self._proc is not None
+        code = self._proc.returncode
+        self._proc = None
+        self._close_log()
+        if last_attempt:
+            raise ServerStartError(self._failure(f"exited with status {code} during start-up"))
+        return False
+
+    def _failure(self, what: str) -> str:
+        return f"{self.binary} on {HOST}:{self.port} {what}; log {self.log_path}:\n{self.log_tail()}"
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def _http_ok(self, path: str, status: int) -> bool:
+        try:
+            return http_get(f"http://{HOST}:{self.port}{path}", timeout_s=1.0)[0] == status
+        except OSError:
+            return False
+
+
+class MosquittoServer(_ServerProcess):
+    """A mosquitto broker on 127.0.0.1 with unlimited queues and, by default, persistence on disk."""
+
+    binary = "mosquitto"
+
+    def __init__(
+        self, workdir: Path, *, port: int | None = None, persistence: bool = True, extra_conf: str = ""
+    ) -> None:
+        super().__init__(workdir, port=port)
+        self.persistence = persistence
+        self.extra_conf = extra_conf
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{HOST}:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "mosquitto.conf"
+
+    def _prepare(self) -> None:
+        lines = [
+            f"listener {self.port} {HOST}",
+            "allow_anonymous true",
+            # Root would otherwise drop to the `mosquitto` user, who cannot write the temporary directory.
+            f"user {pwd.getpwuid(os.geteuid()).pw_name}",
+            "max_queued_messages 0",  # no limit: the default (1000) silently drops QoS 1 messages
+            "max_inflight_messages 0",
+            "log_dest stderr",
+            "log_timestamp_format %Y-%m-%dT%H:%M:%S",
+        ]
+        if self.persistence:
+            data = self.workdir / "data"
+            data.mkdir(exist_ok=True)
+            lines += ["persistence true", f"persistence_location {data}/"]
+        self.config_path.write_text("\n".join([*lines, self.extra_conf, ""]))
+
+    def _command(self) -> list[str]:
+        return ["-c", str(self.config_path)]
+
+    def _ready(self) -> bool:
+        try:
+            with socket.create_connection((HOST, self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+
+class InfluxDB1Server(_ServerProcess):
+    """InfluxDB 1.x (`influxd`) with its HTTP API on 127.0.0.1, authentication off, data in `workdir`."""
+
+    binary = "influxd"
+
+    def __init__(self, workdir: Path, *, port: int | None = None, rpc_port: int | None = None) -> None:
+        super().__init__(workdir, port=port)
+        self.rpc_port = rpc_port if rpc_port is not None else free_port()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "influxdb.conf"
+
+    def url_for(self, db: str) -> str:
+        """The `[store] url` of database `db` on this server."""
+        return f"influxdb1://{HOST}:{self.port}/{urllib.parse.quote(db, safe='')}"
+
+    def create_database(self, name: str) -> None:
+        self._query_json("", f'CREATE DATABASE "{_influxql_ident(name)}"', post=True)
+
+    def query(self, db: str, influxql: str) -> list[dict[str, Any]]:
+        """Rows of the first statement's result (every series), as dicts; times in ns since the epoch.
+
+        A row of a grouped series also carries that series' tags.
+        """
+        result = self._query_json(db, influxql)["results"][0]
+        if "error" in result:
+            raise RuntimeError(f"InfluxQL error: {result['error']}")
+        return [row for series in result.get("series", []) for row in _series_rows(series)]
+
+    def count(self, db: str, measurement: str) -> int:
+        """The exact number of points in `measurement` (each distinct series and time counts once)."""
+        return len(self.query(db, f'SELECT * FROM "{_influxql_ident(measurement)}"'))
+
+    def _query_json(self, db: str, influxql: str, *, post: bool = False) -> dict[str, Any]:
+        form = {"db": db, "q": influxql, "epoch": "ns"}
+        if post:
+            status, body = http_post_form(f"{self.base_url}/query", form)
+        else:
+            status, body = http_get(f"{self.base_url}/query?{urllib.parse.urlencode(form)}", timeout_s=30)
+        if status != 200:
+            raise RuntimeError(f"InfluxDB query failed ({status}): {body.decode(errors='replace')}")
+        parsed: dict[str, Any] = json.loads(body)
+        return parsed
+
+    def _prepare(self) -> None:
+        for sub in ("meta", "data", "wal"):
+            (self.workdir / sub).mkdir(exist_ok=True)
+        self.config_path.write_text(self._config())
+
+    def _config(self) -> str:
+        w = self.workdir
+        return f"""\
+reporting-disabled = true
+bind-address = "{HOST}:{self.rpc_port}"
+
+[meta]
+  dir = "{w / "meta"}"
+  logging-enabled = false
+
+[data]
+  dir = "{w / "data"}"
+  wal-dir = "{w / "wal"}"
+  query-log-enabled = false
+
+[http]
+  enabled = true
+  bind-address = "{HOST}:{self.port}"
+  auth-enabled = false
+  log-enabled = false
+  max-row-limit = 0
+
+[monitor]
+  store-enabled = false
+
+[continuous_queries]
+  log-enabled = false
+
+[logging]
+  level = "warn"
+  suppress-logo = true
+"""
+
+    def _command(self) -> list[str]:
+        return ["-config", str(self.config_path)]
+
+    def _ready(self) -> bool:
+        return self._http_ok("/ping", 204)
+
+
+class VictoriaMetricsServer(_ServerProcess):
+    """VictoriaMetrics on 127.0.0.1: a server of the InfluxDB v2 write API, for the `influxdb://` store."""
+
+    binary = "victoria-metrics"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The `[store] url` for this server (org and bucket are ignored by VictoriaMetrics)."""
+        return f"influxdb://{HOST}:{self.port}?org=parkwatch&bucket=parkwatch"
+
+    def export(self, match: str, *, min_series: int = 0, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+        """Every series matching the selector `match`: dicts with metric, values and timestamps (ms).
+
+        A new series reaches the index up to a second after its write, even after a force_flush: with
+        `min_series`, ask again until that many series are there (or `timeout_s` has passed).
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            series = self._export_once(match)
+            if len(series) >= min_series or time.monotonic() > deadline:
+                return series
+            time.sleep(0.1)
+
+    def _export_once(self, match: str) -> list[dict[str, Any]]:
+        self.flush()
+        query = urllib.parse.urlencode({"match[]": match})
+        status, body = http_get(f"{self.base_url}/api/v1/export?{query}", timeout_s=30)
+        if status != 200:
+            raise RuntimeError(f"VictoriaMetrics export failed ({status}): {body.decode(errors='replace')}")
+        return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+    def flush(self) -> None:
+        """Make everything written so far visible to searches at once."""
+        status, body = http_get(f"{self.base_url}/internal/force_flush")
+        if status != 200:
+            raise RuntimeError(f"VictoriaMetrics force_flush failed ({status}): {body!r}")
+
+    def _prepare(self) -> None:
+        (self.workdir / "data").mkdir(exist_ok=True)
+
+    def _command(self) -> list[str]:
+        return [
+            f"-httpListenAddr={HOST}:{self.port}",
+            f"-storageDataPath={self.workdir / 'data'}",
+            "-retentionPeriod=100y",
+            "-dedup.minScrapeInterval=1ms",
+            "-loggerLevel=WARN",
+        ]
+
+    def _ready(self) -> bool:
+        return self._http_ok("/health", 200)
+
+
+def _influxql_ident(name: str) -> str:
+    return name.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _series_rows(series: dict[str, Any]) -> list[dict[str, Any]]:
+    tags: dict[str, Any] = series.get("tags", {})
+    columns: list[str] = series["columns"]
+    return [{**tags, **dict(zip(columns, values, strict=True))} for values in series.get("values", [])]

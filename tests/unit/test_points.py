@@ -1,0 +1,147 @@
+"""Point: line protocol rendering and the JSON form used by the spool."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from ingest.points import Point, check_name, escape_key, escape_measurement, format_field
+
+PLATE = "粤R·A1234"
+
+
+def point(**overrides: object) -> Point:
+    values: dict[str, object] = {
+        "measurement": "air_quality",
+        "tags": {"park": "demo", "station": "S1"},
+        "fields": {"pm25": 35.2},
+        "ts_ns": 1_795_810_000_000_000_000,
+    }
+    values.update(overrides)
+    return Point(**values)  # type: ignore[arg-type]
+
+
+class TestLine:
+    def test_plain_point(self) -> None:
+        """A plain point renders as measurement,tags fields timestamp, tags sorted by key."""
+        p = point(tags={"station": "S1", "park": "demo"}, fields={"pm25": 35.2, "seq": 7})
+        assert p.to_line() == "air_quality,park=demo,station=S1 pm25=35.2,seq=7i 1795810000000000000"
+
+    def test_field_types(self) -> None:
+        """Floats keep a decimal point, integers get an i, booleans are true/false, text is quoted."""
+        p = point(fields={"f": 1.0, "i": 1, "b": True, "c": False, "s": "x"})
+        assert p.to_line().split(" ")[1] == 'f=1.0,i=1i,b=true,c=false,s="x"'
+
+    def test_point_without_tags(self) -> None:
+        """A point without tags has no comma after the measurement."""
+        assert point(tags={}).to_line() == "air_quality pm25=35.2 1795810000000000000"
+
+    def test_empty_tag_value_is_left_out(self) -> None:
+        """A tag whose value is empty is left out, as InfluxDB refuses it."""
+        assert point(tags={"park": "demo", "gate": ""}).to_line().startswith("air_quality,park=demo ")
+
+    def test_chinese_plate_needs_no_escaping(self) -> None:
+        """Chinese text and the middle dot go as they are."""
+        assert f"plate={PLATE} " in point(tags={"plate": PLATE}).to_line()
+        assert f'plate="{PLATE}"' in point(fields={"plate": PLATE}).to_line()
+
+    def test_point_without_fields_is_refused(self) -> None:
+        """A point without fields cannot be written."""
+        with pytest.raises(ValueError, match="no fields"):
+            point(fields={}).to_line()
+
+
+class TestEscaping:
+    @pytest.mark.parametrize(
+        ("text", "escaped"),
+        [
+            ("a b", r"a\ b"),
+            ("a,b", r"a\,b"),
+            ("a=b", r"a\=b"),
+            ('a"b', 'a"b'),
+            (r"C:\temp", r"C:\temp"),
+            ("a\tb\rc", "a\tb\rc"),
+        ],
+    )
+    def test_tag_keys_and_values(self, text: str, escaped: str) -> None:
+        """In tags and field keys only comma, space and '=' get a backslash; the rest goes raw."""
+        assert escape_key(text) == escaped
+
+    def test_measurement_keeps_equals_sign(self) -> None:
+        """A measurement escapes comma and space but not '='."""
+        assert escape_measurement("a b,c=d") == r"a\ b\,c=d"
+
+    @pytest.mark.parametrize(
+        ("text", "rendered"),
+        [('say "hi"', r'"say \"hi\""'), ("C:\\temp\\", r'"C:\\temp\\"'), ("a b,c=d", '"a b,c=d"')],
+    )
+    def test_string_fields(self, text: str, rendered: str) -> None:
+        """In string fields double quotes and backslashes get a backslash."""
+        assert format_field(text) == rendered
+
+    def test_newline_in_string_field_is_raw(self) -> None:
+        """A newline in a string field stays raw inside the quotes: InfluxDB reads it back exactly."""
+        assert format_field("a\nb") == '"a\nb"'
+
+    def test_newline_in_string_field_can_be_escaped(self) -> None:
+        """With escape_newlines a newline in a string field becomes the two characters backslash n."""
+        assert point(fields={"s": "a\nb"}).to_line(escape_newlines=True).split(" ")[1] == r's="a\nb"'
+
+    @pytest.mark.parametrize("text", ["a\nb", "", "trailing\\", "a\\\\b", "a\\,b", "a\\ b", "a\\=b", 'a\\"b'])
+    def test_what_line_protocol_cannot_carry(self, text: str) -> None:
+        """Empty names, newlines and a backslash at the end or before \\ , space = " are refused."""
+        with pytest.raises(ValueError):
+            check_name(text)
+
+    def test_tag_with_newline_names_the_tag(self) -> None:
+        """A refused tag value names its tag in the message."""
+        with pytest.raises(ValueError, match="tag 'plate'"):
+            point(tags={"plate": "A\nB"}).to_line()
+
+    def test_measurement_starting_with_hash_is_refused(self) -> None:
+        """A measurement starting with '#' would make the line a comment, so it is refused."""
+        with pytest.raises(ValueError, match="comment"):
+            escape_measurement("#x")
+
+    @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+    def test_non_finite_float_is_refused(self, value: float) -> None:
+        """NaN and infinities cannot be written."""
+        with pytest.raises(ValueError, match="not finite"):
+            format_field(value)
+
+    @pytest.mark.parametrize("value", [2**63, -(2**63) - 1])
+    def test_integer_outside_int64_is_refused(self, value: int) -> None:
+        """Integers outside int64 cannot be written."""
+        with pytest.raises(ValueError, match="int64"):
+            format_field(value)
+
+    def test_int64_limits_are_accepted(self) -> None:
+        """The int64 limits themselves are fine."""
+        assert format_field(2**63 - 1) == f"{2**63 - 1}i"
+        assert format_field(-(2**63)) == f"{-(2**63)}i"
+
+
+class TestJson:
+    def test_round_trip_keeps_types(self) -> None:
+        """to_json/from_json gives the same point back: int stays int, float stays float, str, bool."""
+        p = point(fields={"f": 1.0, "g": 2.5, "i": 3, "big": 2**62, "s": PLATE, "t": True, "u": False})
+        back = Point.from_json(p.to_json())
+        assert back == p
+        assert [type(v) for v in back.fields.values()] == [float, float, int, int, str, bool, bool]
+
+    def test_round_trip_of_hostile_text(self) -> None:
+        """Quotes, backslashes, newlines and Chinese text survive the JSON form."""
+        text = 'a "b"\\c\nd,e=f ' + PLATE
+        p = point(tags={"plate": text}, fields={"note": text})
+        assert Point.from_json(p.to_json()) == p
+
+    def test_float_written_without_decimal_point_stays_float(self) -> None:
+        """A float that JSON writes as 1e+16 comes back as a float."""
+        p = point(fields={"f": 1e16})
+        assert type(Point.from_json(p.to_json()).fields["f"]) is float
+
+    def test_json_is_compact_utf8(self) -> None:
+        """The JSON form keeps Chinese text as it is, without spaces."""
+        assert PLATE in point(tags={"plate": PLATE}).to_json()
+        assert " " not in point().to_json()

@@ -1,0 +1,118 @@
+"""The spool: durable keeping, dedup, ordered draining, and counters that always add up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ingest.decode import Decoded
+from ingest.messages import DeadLetter
+from ingest.points import Point
+from ingest.spool import SpoolDb
+
+
+def reading(station: str, ts: int, pm25: float = 1.0) -> Decoded:
+    point = Point("air_quality", {"park": "demo", "station": station}, {"pm25": pm25}, ts)
+    return Decoded(point, f"a|{station}||{ts}", None)
+
+
+def gate_event(event_id: str, ts: int) -> Decoded:
+    point = Point("gate_event", {"park": "demo", "gate": "G1"}, {"event_id": event_id}, ts)
+    return Decoded(point, f"g|G1|{event_id}", None, unique_slot="gts|G1")
+
+
+def dead(reason: str = "invalid_json") -> DeadLetter:
+    return DeadLetter("park/demo/air/S/reading", b"{", reason, "", 1)
+
+
+def spool(tmp_path: Path) -> SpoolDb:
+    return SpoolDb(tmp_path / "spool.db").open()
+
+
+def identity(counters: dict[str, int]) -> bool:
+    return counters["received"] == (
+        counters["stored"] + counters["deadlettered"] + counters["duplicates"] + counters["in_spool"]
+    )
+
+
+class TestKeeping:
+    def test_kept_points_come_back_in_arrival_order(self, tmp_path: Path) -> None:
+        """Points come out of the spool in the order they were kept, across batches."""
+        db = spool(tmp_path)
+        db.keep(["t"] * 2, [reading("A", 1), reading("B", 1)], [], now_ns=0)
+        db.keep(["t"], [reading("A", 2)], [], now_ns=0)
+        assert [(r.point.tags["station"], r.point.ts_ns) for r in db.peek(10)] == [("A", 1), ("B", 1), ("A", 2)]
+
+    def test_kept_points_survive_reopening(self, tmp_path: Path) -> None:
+        """What was kept is still there after the process goes away and the file is opened again."""
+        spool(tmp_path).keep(["t"], [reading("A", 1)], [], now_ns=0)
+        assert len(spool(tmp_path).peek(10)) == 1
+
+    def test_point_types_survive_the_spool(self, tmp_path: Path) -> None:
+        """Floats stay floats, ints stay ints, strings and bools stay as they are."""
+        point = Point("m", {"t": "粤R·A1234"}, {"f": 1.0, "i": 2, "s": 'a "b"', "b": True}, 5)
+        spool(tmp_path).keep(["t"], [Decoded(point, None, None)], [], now_ns=0)
+        assert spool(tmp_path).peek(1)[0].point == point
+
+
+class TestDedup:
+    def test_same_key_twice_in_one_batch_is_one_point_and_one_duplicate(self, tmp_path: Path) -> None:
+        """A repeated (station, ts) inside one batch is kept once and counted as a duplicate."""
+        db = spool(tmp_path)
+        kept = db.keep(["t"] * 2, [reading("A", 1), reading("A", 1, 9.0)], [], now_ns=0)
+        assert kept.duplicates == 1 and len(db.peek(10)) == 1
+
+    def test_same_key_in_a_later_batch_is_a_duplicate(self, tmp_path: Path) -> None:
+        """A redelivered reading is recognised even after it has been stored and released."""
+        db = spool(tmp_path)
+        db.keep(["t"], [reading("A", 1)], [], now_ns=0)
+        db.release(db.peek(10))
+        kept = db.keep(["t"], [reading("A", 1)], [], now_ns=0)
+        assert kept.duplicates == 1 and db.peek(10) == []
+
+    def test_dedup_survives_reopening(self, tmp_path: Path) -> None:
+        """After a restart a redelivered message is still a duplicate."""
+        spool(tmp_path).keep(["t"], [reading("A", 1)], [], now_ns=0)
+        assert spool(tmp_path).keep(["t"], [reading("A", 1)], [], now_ns=0).duplicates == 1
+
+    def test_pruned_keys_are_forgotten(self, tmp_path: Path) -> None:
+        """Keys older than the dedup window are pruned; the same reading is then new again."""
+        db = spool(tmp_path)
+        db.keep(["t"], [reading("A", 1)], [], now_ns=100)
+        assert db.prune_seen(older_than_ns=200) == 1
+        assert db.keep(["t"], [reading("A", 1)], [], now_ns=300).duplicates == 0
+
+    def test_distinct_gate_events_at_the_same_instant_get_distinct_timestamps(self, tmp_path: Path) -> None:
+        """Two different events of one gate with the same ts never overwrite each other in the store."""
+        db = spool(tmp_path)
+        db.keep(["t"], [gate_event("e1", 1000)], [], now_ns=0)
+        db.keep(["t"] * 2, [gate_event("e2", 1000), gate_event("e3", 1000)], [], now_ns=0)
+        assert sorted(r.point.ts_ns for r in db.peek(10)) == [1000, 1001, 1002]
+
+    def test_unkeyed_values_are_never_duplicates(self, tmp_path: Path) -> None:
+        """A value without a dedup key (status without ts) is always kept."""
+        point = Point("device_status", {"device": "A"}, {"online": True}, 1)
+        db = spool(tmp_path)
+        kept = db.keep(["t"] * 2, [Decoded(point, None, None), Decoded(point, None, None)], [], now_ns=0)
+        assert kept.duplicates == 0
+
+
+class TestCounters:
+    def test_identity_holds_through_keep_release_and_dead_letters(self, tmp_path: Path) -> None:
+        """received = stored + dead-lettered + duplicates + in spool, at every step."""
+        db = spool(tmp_path)
+        db.keep(["t"] * 3, [reading("A", 1), reading("A", 1), reading("B", 1)], [dead()], now_ns=0)
+        c = db.counters()
+        assert (c["received"], c["duplicates"], c["deadlettered"], c["in_spool"]) == (4, 1, 1, 2)
+        rows = db.peek(10)
+        db.release(rows, [DeadLetter("t", b"", "store_rejected", "", 1)])
+        c = db.counters()
+        assert (c["stored"], c["deadlettered"], c["in_spool"]) == (1, 2, 0) and identity(c)
+
+    def test_dead_letters_wait_in_the_outbox_until_forgotten(self, tmp_path: Path) -> None:
+        """Every dead letter is in the outbox, with its reason, until the pump has published it."""
+        db = spool(tmp_path)
+        db.keep([], [], [dead("not_utf8")], now_ns=0)
+        rows = db.outbox(10)
+        assert len(rows) == 1 and '"code": "not_utf8"' in rows[0][1]
+        db.forget_outbox([rows[0][0]])
+        assert db.outbox(10) == []
