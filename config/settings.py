@@ -110,10 +110,39 @@ class IngestSection(_Section):
     max_batch: int = Field(default=5000, ge=1, le=100_000)
 
 
+class GatewaySection(_Section):
+    """The HJ 212 TCP gateway: data loggers connect here; frames go to park/{park}/air/{station}/hj212."""
+
+    enabled: bool = False  # also run it inside `parkwatch run`
+    listen: str = "127.0.0.1:9212"  # host:port
+    stations: dict[str, str] = Field(default_factory=dict)  # MN -> station id
+    unknown_mn: Literal["reject", "use_mn"] = "reject"  # use_mn: an MN that is a valid device id is the station
+    max_connections: int = Field(default=1000, ge=1)
+    idle_timeout_s: float = Field(default=600.0, gt=0)
+    publish_timeout_s: float = Field(default=10.0, gt=0)
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{value!r} is not host:port")
+        return value
+
+    @field_validator("stations")
+    @classmethod
+    def _stations(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [s for s in value.values() if not DEVICE_ID.fullmatch(s)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a device id (1 to 64 letters, digits, '-' or '_')")
+        return value
+
+
 class Hj212Section(_Section):
     factors: dict[str, str] = Field(default_factory=dict)  # vendor factor code -> reading name
     vendor_aliases: bool = True  # PM25, SO2, TEM, WS, ... as in domain.md §1.8
     lenient_length_stations: tuple[str, ...] = ()
+    gateway: GatewaySection = GatewaySection()
 
 
 class EmbeddedSection(_Section):

@@ -274,7 +274,13 @@ class InfluxDB1Server(_ServerProcess):
         return f"influxdb1://{HOST}:{self.port}/{urllib.parse.quote(db, safe='')}"
 
     def create_database(self, name: str) -> None:
-        self._query_json("", f'CREATE DATABASE "{_influxql_ident(name)}"', post=True)
+        self.execute(f'CREATE DATABASE "{_influxql_ident(name)}"')
+
+    def execute(self, influxql: str, db: str = "") -> None:
+        """Run a statement that changes something (CREATE, DROP, DELETE): POST /query."""
+        result = self._query_json(db, influxql, post=True)["results"][0]
+        if "error" in result:
+            raise RuntimeError(f"InfluxQL error: {result['error']}")
 
     def query(self, db: str, influxql: str) -> list[dict[str, Any]]:
         """Rows of the first statement's result (every series), as dicts; times in ns since the epoch.
@@ -360,11 +366,12 @@ class VictoriaMetricsServer(_ServerProcess):
         """The `[store] url` for this server (org and bucket are ignored by VictoriaMetrics)."""
         return f"influxdb://{HOST}:{self.port}?org=parkwatch&bucket=parkwatch"
 
-    def export(self, match: str, *, min_series: int = 0, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    def export(self, match: str, *, min_series: int = 1, timeout_s: float = 5.0) -> list[dict[str, Any]]:
         """Every series matching the selector `match`: dicts with metric, values and timestamps (ms).
 
-        A new series reaches the index up to a second after its write, even after a force_flush: with
-        `min_series`, ask again until that many series are there (or `timeout_s` has passed).
+        The first series written reaches the index about half a second after its write, even after a
+        force_flush: ask again until at least `min_series` series are there or `timeout_s` has passed.
+        Pass min_series=0 to look once (to check that nothing matches).
         """
         deadline = time.monotonic() + timeout_s
         while True:

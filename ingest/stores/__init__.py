@@ -60,9 +60,7 @@ def _sqlite(parts: SplitResult, *, token: str | None, timeout_s: float) -> Store
 def _influxdb2(parts: SplitResult, *, token: str | None, timeout_s: float) -> Store:
     host, port = _host_port(parts)
     if parts.username is not None or parts.password is not None:
-        raise _MalformedUrlError(
-            "the v2 API takes a token ([store] token or PARKWATCH_INFLUXDB_TOKEN), not a user"
-        )
+        raise _MalformedUrlError("the v2 API takes a token ([store] token or PARKWATCH_INFLUXDB_TOKEN), not a user")
     if parts.path not in ("", "/") or parts.fragment:
         raise _MalformedUrlError("expected influxdb://host:port?org=ORG&bucket=BUCKET, with no path")
     query = _query(parts, allowed={"org", "bucket"})

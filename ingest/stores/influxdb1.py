@@ -92,9 +92,7 @@ class InfluxDB1Store:
         if form:
             headers = {**headers, "Content-Type": "application/x-www-form-urlencoded"}
         try:
-            resp = self._http.request(
-                "POST", url, body=body, headers=headers, timeout=self._timeout, retries=False
-            )
+            resp = self._http.request("POST", url, body=body, headers=headers, timeout=self._timeout, retries=False)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise StoreError(f"InfluxDB {self.base_url} unreachable: {exc}", retryable=True) from exc
         return resp.status, resp.data.decode("utf-8", "replace")

@@ -31,9 +31,7 @@ _NS = cast(WritePrecision, WritePrecision.NS)  # the library's "enum" members ar
 class InfluxDB2Store:
     """Writes batches to one bucket through the v2 write API; the client is built on the first write."""
 
-    def __init__(
-        self, url: str, org: str, bucket: str, token: str | None = None, timeout_s: float = 10.0
-    ) -> None:
+    def __init__(self, url: str, org: str, bucket: str, token: str | None = None, timeout_s: float = 10.0) -> None:
         self.url = url
         self.org = org
         self.bucket = bucket
@@ -62,9 +60,7 @@ class InfluxDB2Store:
 
     def _api(self) -> WriteApi:
         if self._write_api is None:
-            self._client = InfluxDBClient(
-                url=self.url, token=self._token or "", org=self.org, timeout=self._timeout_ms
-            )
+            self._client = InfluxDBClient(url=self.url, token=self._token or "", org=self.org, timeout=self._timeout_ms)
             self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
         return self._write_api
 
@@ -72,7 +68,7 @@ class InfluxDB2Store:
         try:
             # VictoriaMetrics splits the body at every newline, even inside quotes, and skips the broken
             # lines while answering 204: a newline in a string field goes as the two characters \n.
-            return "\n".join(p.to_line() for p in points)
+            return "\n".join(p.to_line(escape_newlines=True) for p in points)
         except ValueError as exc:
             raise StoreError(f"InfluxDB {self.url}: {exc}", retryable=False) from exc
 

@@ -78,9 +78,7 @@ class SqliteStore:
     def _connect(self) -> sqlite3.Connection:
         if self._conn is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, timeout=self._timeout_s, isolation_level=None, check_same_thread=False
-            )
+            conn = sqlite3.connect(self.path, timeout=self._timeout_s, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")  # a committed batch survives a power cut
             self._conn = conn
@@ -133,17 +131,13 @@ class _Table:
             index = _quote(measurement + _INDEX_SUFFIX)
             conn.execute(f"CREATE UNIQUE INDEX {index} ON {_quote(measurement)} (time)")
         elif found[0] != measurement:
-            raise _RefusedError(
-                f"measurement {measurement!r} clashes with table {found[0]!r} (SQLite ignores case)"
-            )
+            raise _RefusedError(f"measurement {measurement!r} clashes with table {found[0]!r} (SQLite ignores case)")
         table = cls(measurement)
         for _, name, decl, *_ in conn.execute(f"PRAGMA table_info({_quote(measurement)})"):
             table._remember(name, is_tag=decl == "TEXT")
         return table
 
-    def add_columns(
-        self, conn: sqlite3.Connection, tag_keys: Iterable[str], field_keys: Iterable[str]
-    ) -> None:
+    def add_columns(self, conn: sqlite3.Connection, tag_keys: Iterable[str], field_keys: Iterable[str]) -> None:
         """Add the columns this batch needs; re-create the unique index if a tag column was added."""
         new_tags = [k for k in tag_keys if k not in self.tags]
         for key in new_tags:
@@ -163,10 +157,7 @@ class _Table:
         marks = ", ".join("?" * (1 + len(self.tags) + len(fields)))
         key = ", ".join(_quote(c) for c in [*self.tags, "time"])
         merge = ", ".join(f"{_quote(f)} = coalesce(excluded.{_quote(f)}, {_quote(f)})" for f in fields)
-        return (
-            f"INSERT INTO {_quote(self.name)} ({columns}) VALUES ({marks})"
-            f" ON CONFLICT ({key}) DO UPDATE SET {merge}"
-        )
+        return f"INSERT INTO {_quote(self.name)} ({columns}) VALUES ({marks}) ON CONFLICT ({key}) DO UPDATE SET {merge}"
 
     def row(self, point: Point, fields: list[str]) -> tuple[object, ...]:
         """The parameters of `upsert_sql(fields)` for one point: missing tags are '', missing fields NULL."""

@@ -345,6 +345,30 @@ class TestSqliteStore:
         store.close()
 
 
+@pytest.mark.integration
+class TestInfluxDB1Store:
+    def test_creates_its_database(self, influxdb1: InfluxDB1Server) -> None:
+        """The first write creates the database."""
+        store = store_from_url(influxdb1.url_for("fresh db"))
+        store.write([reading("S1", 1, pm25=1.0)])
+        assert influxdb1.query("fresh db", "SELECT * FROM air_quality") == [
+            {"time": 1, "park": "demo", "station": "S1", "pm25": 1}
+        ]
+        store.close()
+
+    def test_dropped_database_is_created_again(self, influxdb1: InfluxDB1Server) -> None:
+        """A database dropped under the store is a retryable failure, and the next write creates it again."""
+        store = store_from_url(influxdb1.url_for(DATABASE))
+        store.write([reading("S1", 1, pm25=1.0)])
+        influxdb1.execute(f'DROP DATABASE "{DATABASE}"')
+        with pytest.raises(StoreError) as info:
+            store.write([reading("S1", 2, pm25=2.0)])
+        assert (info.value.retryable, info.value.status) == (True, 404)
+        store.write([reading("S1", 2, pm25=2.0)])
+        assert influxdb1.count(DATABASE, "air_quality") == 1
+        store.close()
+
+
 class TestStoreFromUrl:
     def test_sqlite_absolute_and_relative(self) -> None:
         """sqlite:///abs/x.db is absolute; sqlite:///./x.db and sqlite:x.db are relative."""
