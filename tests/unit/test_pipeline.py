@@ -1,0 +1,107 @@
+"""The pipeline: keep before acknowledging, count everything, and let nothing stop the loop."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from ingest.decode import Decoded, Decoder, DecodeSettings
+from ingest.drain import DrainSettings
+from ingest.pipeline import Pipeline, PipelineSettings
+from ingest.stores.memory import MemoryStore
+from ingest.throttle import ThrottledLog
+from tests.fakes import FakeSource
+from tests.unit.test_drain import eventually
+
+TS = 1795737600000
+
+
+def reading(i: int) -> str:
+    return json.dumps({"ts": TS + i * 1000, "values": {"pm25": float(i)}})
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Iterator[tuple[Pipeline, FakeSource, MemoryStore]]:
+    source, store = FakeSource(), MemoryStore()
+    decoder = Decoder(DecodeSettings(park="demo", tz=ZoneInfo("Asia/Shanghai")), time.time_ns)
+    settings = PipelineSettings(spool_path=tmp_path / "spool.db", deadletter_log=tmp_path / "dl.jsonl",
+                                deadletter_topic="park/demo/deadletter",
+                                drain=DrainSettings(batch_size=100, flush_interval_s=0.05))
+    pipeline = Pipeline(source, decoder, store, settings)
+    pipeline.start()
+    yield pipeline, source, store
+    pipeline.stop()
+
+
+class TestAcknowledgement:
+    def test_every_message_is_acknowledged_once_kept(self, parts: tuple[Pipeline, FakeSource, MemoryStore]) -> None:
+        """Valid, bad and duplicate messages are all acknowledged, after the spool has them."""
+        pipeline, source, _ = parts
+        sent = [source.put("park/demo/air/A/reading", reading(i)) for i in range(20)]
+        sent.append(source.put("park/demo/air/A/reading", "{bad"))
+        sent.append(source.put("park/demo/air/A/reading", reading(0)))
+        assert eventually(lambda: len(source.acked) == len(sent))
+        assert pipeline.counters()["received"] == len(sent)
+
+    def test_accounting_closes_once_idle(self, parts: tuple[Pipeline, FakeSource, MemoryStore]) -> None:
+        """received = stored + dead-lettered + duplicates once the spool is empty."""
+        pipeline, source, store = parts
+        for i in range(50):
+            source.put("park/demo/air/A/reading", reading(i))
+        source.put("park/demo/air/A/reading", reading(3))
+        source.put("park/demo/air/A/reading", b"\xff")
+        assert eventually(lambda: pipeline.counters()["in_spool"] == 0 and pipeline.counters()["received"] == 52)
+        c = pipeline.counters()
+        assert (c["stored"], c["deadlettered"], c["duplicates"]) == (50, 1, 1)
+        assert store.count("air_quality") == 50
+
+    def test_dead_letters_are_published_and_logged(
+        self, parts: tuple[Pipeline, FakeSource, MemoryStore], tmp_path: Path
+    ) -> None:
+        """A bad message reaches the dead-letter topic and the local log, with its reason."""
+        _, source, _ = parts
+        source.put("park/demo/air/A/reading", "[]")
+        assert eventually(lambda: len(source.published) == 1)
+        topic, payload = source.published[0]
+        assert topic == "park/demo/deadletter" and json.loads(payload)["code"] == "not_an_object"
+        assert eventually(lambda: (tmp_path / "dl.jsonl").exists())
+        assert json.loads((tmp_path / "dl.jsonl").read_text())["code"] == "not_an_object"
+
+
+class TestIsolation:
+    def test_listeners_see_only_new_values_and_a_failing_one_stops_nothing(
+        self, parts: tuple[Pipeline, FakeSource, MemoryStore]
+    ) -> None:
+        """Rules get each new value once; a listener that raises does not stop the others or the loop."""
+        pipeline, source, _ = parts
+        seen: list[Decoded] = []
+
+        def broken(values: Sequence[Decoded]) -> None:
+            raise RuntimeError("rule bug")
+
+        pipeline.add_listener(broken)
+        pipeline.add_listener(seen.extend)
+        for i in (1, 2, 2, 3):
+            source.put("park/demo/air/A/reading", reading(i))
+        assert eventually(lambda: len(source.acked) == 4)
+        assert [d.point.fields["pm25"] for d in seen] == [1.0, 2.0, 3.0]
+
+
+class TestThrottledLog:
+    def test_a_flood_of_one_reason_makes_a_handful_of_lines(self, caplog: pytest.LogCaptureFixture) -> None:
+        """A million bad messages of one kind log `burst` lines and then one summary per window."""
+        clock = [0.0]
+        throttled = ThrottledLog(logging.getLogger("t"), burst=3, window_s=60, now=lambda: clock[0])
+        with caplog.at_level(logging.WARNING):
+            for _ in range(1_000):
+                throttled.warning("invalid_json", "bad")
+            clock[0] = 61.0
+            throttled.warning("invalid_json", "bad")
+        assert len(caplog.records) == 5
+        assert "997 more" in caplog.records[3].getMessage()
