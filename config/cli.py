@@ -11,7 +11,7 @@ from pathlib import Path
 from types import FrameType
 
 from config import logs
-from config.compose import build
+from config.compose import build, build_gateway, mqtt_settings
 from config.settings import load_settings
 from ingest.errors import ConfigError, ParkWatchError
 
@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration: exit 0 if good, 2 if not")
     check.add_argument("file", type=Path)
     check.set_defaults(func=cmd_check_config)
+    gateway = sub.add_parser("hj212-gateway", help="run the HJ 212 TCP gateway alone until SIGINT/SIGTERM")
+    gateway.add_argument("--config", type=Path, help="TOML configuration (default: the embedded default)")
+    gateway.add_argument("--listen", metavar="HOST:PORT", help="overrides hj212.gateway.listen")
+    gateway.set_defaults(func=cmd_hj212_gateway)
     return parser
 
 
@@ -76,6 +80,36 @@ def cmd_run(args: argparse.Namespace) -> int:
         pass
     service.stop()
     print(f"parkwatch: stopped; {json.dumps(service.pipeline.counters())}", flush=True)
+    return 0
+
+
+def cmd_hj212_gateway(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    logs.configure(settings.log.level, settings.log.json_lines)
+    publisher, gateway = build_gateway(settings, listen=args.listen)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    publisher.start()
+    try:
+        gateway.start()
+    except ParkWatchError as exc:
+        publisher.stop()
+        print(f"parkwatch: cannot start: {exc}", file=sys.stderr)
+        return 1
+    host = (args.listen or settings.hj212.gateway.listen).rpartition(":")[0]
+    mqtt = mqtt_settings(settings)
+    print(f"parkwatch: HJ 212 gateway on {host}:{gateway.port}, frames to park/{settings.park.id}/air/<station>/hj212 "
+          f"on mqtt://{mqtt.host}:{mqtt.port}; Ctrl-C stops", flush=True)
+    while not stop.wait(1.0):
+        pass
+    gateway.stop()
+    publisher.stop()
+    print(f"parkwatch: stopped; {json.dumps(gateway.counters())}", flush=True)
     return 0
 
 

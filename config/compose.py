@@ -9,15 +9,18 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
-from config.settings import Settings, parse_mqtt_url
+from pydantic import ValidationError
+
+from config.settings import GatewaySection, Settings, parse_mqtt_url
 from ingest import hj212
 from ingest.decode import Decoder, DecodeSettings
 from ingest.drain import DrainSettings
 from ingest.embedded_broker import EmbeddedBroker
 from ingest.errors import ConfigError
+from ingest.hj212_gateway import GatewayPublisher, Hj212Gateway
 from ingest.interfaces import Store
 from ingest.mqtt import MqttSettings, MqttSource
 from ingest.pipeline import Pipeline, PipelineSettings
@@ -30,7 +33,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Service:
-    """The running service: an optional embedded broker, the MQTT source, the pipeline and the store."""
+    """The running service: an optional embedded broker, the MQTT source, the pipeline, the store, and the
+    optional HJ 212 TCP gateway with its own MQTT publisher."""
 
     settings: Settings
     source: MqttSource
@@ -39,14 +43,22 @@ class Service:
     broker: EmbeddedBroker | None
     mqtt_url: str
     store_url: str
+    gateway: Hj212Gateway | None = None
+    gateway_publisher: GatewayPublisher | None = None
 
     def start(self) -> None:
         if self.broker is not None:
             self.broker.start()
         self.settings.data_path.mkdir(parents=True, exist_ok=True)
         self.pipeline.start()
+        if self.gateway is not None and self.gateway_publisher is not None:
+            self.gateway_publisher.start()
+            self.gateway.start()
 
     def stop(self) -> None:
+        if self.gateway is not None and self.gateway_publisher is not None:
+            self.gateway.stop()
+            self.gateway_publisher.stop()
         self.pipeline.stop()
         self.store.close()
         if self.broker is not None:
@@ -117,7 +129,26 @@ def build(settings: Settings, *, now_ns: Callable[[], int] = time.time_ns) -> Se
     )
     pipeline = Pipeline(source, decoder, store, pipeline_settings, now_ns=now_ns)
     broker = EmbeddedBroker(s.embedded.host, s.embedded.port) if s.embedded_broker else None
-    return Service(s, source, pipeline, store, broker, f"mqtt://{mqtt.host}:{mqtt.port}", _redact(s.store_url))
+    service = Service(s, source, pipeline, store, broker, f"mqtt://{mqtt.host}:{mqtt.port}", _redact(s.store_url))
+    if s.hj212.gateway.enabled:
+        service.gateway_publisher, service.gateway = build_gateway(s, now_ns=now_ns)
+    return service
+
+
+def build_gateway(
+    settings: Settings, *, listen: str | None = None, now_ns: Callable[[], int] = time.time_ns
+) -> tuple[GatewayPublisher, Hj212Gateway]:
+    """The HJ 212 TCP gateway and its MQTT publisher (client id + "-gateway"); `listen` overrides the config."""
+    section = settings.hj212.gateway
+    if listen is not None:
+        try:
+            section = GatewaySection.model_validate({**section.model_dump(), "listen": listen})
+        except ValidationError as exc:
+            raise ConfigError("--listen", exc.errors(include_url=False)[0]["msg"]) from None
+    mqtt = mqtt_settings(settings)
+    mqtt = replace(mqtt, client_id=f"{mqtt.client_id}-gateway")
+    publisher = GatewayPublisher(mqtt, timeout_s=section.publish_timeout_s)
+    return publisher, Hj212Gateway(section, publisher, park=settings.park.id, now_ns=now_ns)
 
 
 def _redact(url: str) -> str:

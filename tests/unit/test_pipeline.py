@@ -70,7 +70,7 @@ class TestAcknowledgement:
         assert eventually(lambda: len(source.published) == 1)
         topic, payload = source.published[0]
         assert topic == "park/demo/deadletter" and json.loads(payload)["code"] == "not_an_object"
-        assert eventually(lambda: (tmp_path / "dl.jsonl").exists())
+        assert eventually((tmp_path / "dl.jsonl").exists)
         assert json.loads((tmp_path / "dl.jsonl").read_text())["code"] == "not_an_object"
 
 
