@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import signal
 import sys
@@ -16,6 +17,9 @@ from config.settings import load_settings
 from ingest.errors import ConfigError, ParkWatchError
 
 EXIT_CONFIG = 2
+# Further subcommands, one module each under config/commands/, each with `register(subparsers)` that adds
+# its parser and sets `func` (a function of the parsed arguments returning the exit code).
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
     gateway.add_argument("--config", type=Path, help="TOML configuration (default: the embedded default)")
     gateway.add_argument("--listen", metavar="HOST:PORT", help="overrides hj212.gateway.listen")
     gateway.set_defaults(func=cmd_hj212_gateway)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 
@@ -65,6 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, lambda signum, frame: service.rules.request_reload())
     try:
         service.start()
     except ParkWatchError as exc:

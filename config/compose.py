@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -27,6 +28,9 @@ from ingest.pipeline import Pipeline, PipelineSettings
 from ingest.retry import RetryPolicy
 from ingest.stores import store_from_url
 from ingest.topics import Topics
+from rules.config import Park
+from rules.runner import LogSink, RulesRunner
+from rules.signals import SignalSink
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,7 @@ class Service:
     broker: EmbeddedBroker | None
     mqtt_url: str
     store_url: str
+    rules: RulesRunner
     gateway: Hj212Gateway | None = None
     gateway_publisher: GatewayPublisher | None = None
 
@@ -50,6 +55,7 @@ class Service:
         if self.broker is not None:
             self.broker.start()
         self.settings.data_path.mkdir(parents=True, exist_ok=True)
+        self.rules.start()
         self.pipeline.start()
         if self.gateway is not None and self.gateway_publisher is not None:
             self.gateway_publisher.start()
@@ -60,6 +66,7 @@ class Service:
             self.gateway.stop()
             self.gateway_publisher.stop()
         self.pipeline.stop()
+        self.rules.stop()
         self.store.close()
         if self.broker is not None:
             self.broker.stop()
@@ -129,10 +136,24 @@ def build(settings: Settings, *, now_ns: Callable[[], int] = time.time_ns) -> Se
     )
     pipeline = Pipeline(source, decoder, store, pipeline_settings, now_ns=now_ns)
     broker = EmbeddedBroker(s.embedded.host, s.embedded.port) if s.embedded_broker else None
-    service = Service(s, source, pipeline, store, broker, f"mqtt://{mqtt.host}:{mqtt.port}", _redact(s.store_url))
+    rules = build_rules(s, LogSink())
+    pipeline.add_listener(rules.feed)
+    service = Service(s, source, pipeline, store, broker, f"mqtt://{mqtt.host}:{mqtt.port}", _redact(s.store_url),
+                      rules)
     if s.hj212.gateway.enabled:
         service.gateway_publisher, service.gateway = build_gateway(s, now_ns=now_ns)
     return service
+
+
+def park_of(settings: Settings) -> Park:
+    return Park(settings.park.tz, settings.park.stations, settings.park.gates)
+
+
+def build_rules(settings: Settings, sink: SignalSink) -> RulesRunner:
+    """The rules thread; the rules file is read and compiled here, so a bad one stops the start."""
+    path = Path(settings.rules.file) if settings.rules.file else None
+    return RulesRunner(path, park_of(settings), sink, state_path=settings.data_path / "rules_state.json",
+                       tick_s=settings.rules.tick_s, save_every_s=settings.rules.save_every_s)
 
 
 def build_gateway(

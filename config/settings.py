@@ -145,6 +145,12 @@ class Hj212Section(_Section):
     gateway: GatewaySection = GatewaySection()
 
 
+class RulesSection(_Section):
+    file: str | None = None  # the rules file (see config/rules.example.toml); none: no rules
+    tick_s: float = Field(default=5.0, gt=0, le=3600)  # how often time-driven rules (silence) are checked
+    save_every_s: float = Field(default=30.0, gt=0)  # how often rule state is saved for a restart
+
+
 class EmbeddedSection(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=1884, ge=1, le=65535)
@@ -163,6 +169,7 @@ class Settings(_Section):
     spool: SpoolSection = SpoolSection()
     ingest: IngestSection = IngestSection()
     hj212: Hj212Section = Hj212Section()
+    rules: RulesSection = RulesSection()
     embedded: EmbeddedSection = EmbeddedSection()
     log: LogSection = LogSection()
 
@@ -189,7 +196,15 @@ def load_settings(path: Path | None, env: Mapping[str, str] | None = None) -> Se
             raise ConfigError("(file)", f"cannot read {path}: {exc.strerror}") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("(file)", f"{path} is not valid TOML: {exc}") from exc
+        _beside(raw, path.parent)
     return settings_from_dict(raw, os.environ if env is None else env)
+
+
+def _beside(raw: dict[str, Any], folder: Path) -> None:
+    """A relative rules file is found next to the configuration file that names it."""
+    rules = raw.get("rules")
+    if isinstance(rules, dict) and isinstance(rules.get("file"), str) and not Path(rules["file"]).is_absolute():
+        rules["file"] = str(folder / rules["file"])
 
 
 def settings_from_dict(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:

@@ -25,12 +25,12 @@ from pydantic import BaseModel, ValidationError
 from ingest import hj212
 from ingest.errors import Hj212Error, Rejected
 from ingest.messages import Message
-from ingest.models import AirReading, Appointment, DeviceStatus, GateEvent
+from ingest.models import AirReading, Appointment, AppointmentCancelled, DeviceStatus, GateEvent
 from ingest.points import FieldValue, Point
 from ingest.topics import Route, Topics
 
 M = TypeVar("M", bound=BaseModel)
-Value = AirReading | GateEvent | DeviceStatus | Appointment | None
+Value = AirReading | GateEvent | DeviceStatus | Appointment | AppointmentCancelled
 
 # pydantic's own error types, mapped onto our reason codes (ours pass through unchanged)
 _PYDANTIC_REASONS = {
@@ -140,7 +140,8 @@ class Decoder:
     def _status(self, route: Route, message: Message) -> Decoded:
         known = self._s.stations if route.device_kind == "air" else self._s.gates
         self._known(route.device, known, "unknown_device")
-        status = self._validate(DeviceStatus, _json_object(message.payload))
+        status = self._validate(DeviceStatus, _json_object(message.payload), kind=route.device_kind,
+                                device=route.device)
         ts_ns = _ns(status.ts) if status.ts is not None else message.received_ns
         tags = {"park": self._s.park, "kind": route.device_kind, "device": route.device}
         key = f"s|{route.device_kind}|{route.device}|{ts_ns}" if status.ts is not None else None
@@ -150,7 +151,8 @@ class Decoder:
         tags = {"park": self._s.park}
         if not message.payload:
             fields: dict[str, FieldValue] = {"plate": route.device, "cancelled": True}
-            return Decoded(Point("appointment", tags, fields, message.received_ns), None, None)
+            point = Point("appointment", tags, fields, message.received_ns)
+            return Decoded(point, None, AppointmentCancelled(plate=route.device))
         a = self._validate(Appointment, _json_object(message.payload))
         if a.plate != route.device:
             raise Rejected("plate_mismatch", f"payload plate {a.plate!r} != topic plate {route.device!r}")

@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 READ_SIZE: Final = 65536
 START_TIMEOUT_S: Final = 10.0
 SLOT_POLL_S: Final = 0.01
+MAX_BACKLOG: Final = 1024
+"""Connections the kernel may queue before they are accepted (capped again by net.core.somaxconn)."""
 MAX_PENDING: Final = 10_000
 """Publishes not yet acknowledged, at most: paho fails past 65,535 and slows down long before."""
 
@@ -235,8 +237,11 @@ class _Connection:
         error = self._splitter.close()
         return None if error is None else (error, held)
 
-    async def answer(self, data: bytes, timeout_s: float) -> None:
+    def answer(self, data: bytes) -> None:
         self.writer.write(data)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait until the peer has taken what was written; TimeoutError if it does not read."""
         await asyncio.wait_for(self.writer.drain(), timeout_s)
 
 
@@ -319,7 +324,8 @@ class Hj212Gateway:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         try:
-            server = await asyncio.start_server(self._accept, self._host, self._wanted_port, limit=READ_SIZE)
+            server = await asyncio.start_server(self._accept, self._host, self._wanted_port, limit=READ_SIZE,
+                                                backlog=min(self._s.max_connections, MAX_BACKLOG))
         except OSError as exc:
             listening.set_exception(GatewayError(f"cannot listen on {self._s.listen}: {exc.strerror or exc}"))
             return
@@ -353,6 +359,8 @@ class Hj212Gateway:
         log.debug("logger connected from %s", conn.peer)
         try:
             await self._session(conn)
+        except Exception:  # a bug must end this connection only, never the gateway
+            log.exception("connection from %s failed", conn.peer)
         finally:
             self._tasks.discard(task)
             writer.close()
@@ -363,8 +371,8 @@ class Hj212Gateway:
             while data := await self._read(conn):
                 for item, raw in conn.feed(data):
                     await self._handle(conn, item, raw)
-        except ConnectionError as exc:
-            log.debug("connection from %s failed: %s", conn.peer, exc)
+        except (ConnectionError, TimeoutError) as exc:  # reset by the peer, or it does not read its answers
+            log.info("connection from %s ends: %s", conn.peer, exc or type(exc).__name__)
         left = conn.close()
         if left is not None:
             await self._reject(conn, *left)
@@ -399,8 +407,9 @@ class Hj212Gateway:
             return
         self.frames += 1
         if frame.needs_answer:
-            await conn.answer(answer_9014(frame), self._s.idle_timeout_s)
-            self.answered += 1
+            self.answered += 1  # first: a test thread that reads the answer then sees the count
+            conn.answer(answer_9014(frame))
+            await conn.drain(self._s.idle_timeout_s)
 
     def _station(self, mn: str) -> str:
         station = self._s.stations.get(mn)

@@ -32,7 +32,7 @@ HARD_LIMITS: dict[str, tuple[float, float]] = {
     "pm25": (-100.0, 100_000.0), "pm10": (-100.0, 100_000.0), "so2": (-100.0, 100_000.0),
     "no2": (-100.0, 100_000.0), "o3": (-100.0, 100_000.0), "co": (-10.0, 10_000.0),
     "tvoc": (-10.0, 100_000.0), "h2s": (-100.0, 1_000_000.0), "nh3": (-100.0, 1_000_000.0),
-    "wind_speed": (0.0, 150.0), "wind_dir": (0.0, 360.0), "temp": (-90.0, 90.0), "rh": (0.0, 100.0),
+    "wind_speed": (0.0, 150.0), "wind_dir": (0.0, 360.0), "temp": (-90.0, 90.0), "rh": (-50.0, 200.0),
     "pressure": (50.0, 120.0),
 }
 ANY_LIMIT = 1e9
@@ -43,7 +43,12 @@ def _err(code: str, message: str, **ctx: Any) -> PydanticCustomError:
 
 
 def parse_ts(raw: object, tz: ZoneInfo) -> datetime:
-    """ISO 8601 text (no offset: park time zone) or integer epoch milliseconds -> aware datetime."""
+    """ISO 8601 text (no offset: park time zone) or integer epoch milliseconds -> aware datetime.
+
+    A datetime (built by our own code, e.g. from an HJ 212 frame or a simulator) is taken as it is.
+    """
+    if isinstance(raw, datetime):
+        return raw if raw.tzinfo is not None else raw.replace(tzinfo=tz)
     if isinstance(raw, bool) or not isinstance(raw, str | int):
         raise _err("wrong_type", "ts must be ISO 8601 text or integer epoch milliseconds")
     if isinstance(raw, int):
@@ -190,6 +195,15 @@ class DeviceStatus(_Frozen):
 
     online: Annotated[bool, Strict()]
     ts: Timestamp | None = None
+    # set by the decoder from the topic
+    kind: str = ""
+    device: str = ""
+
+
+class AppointmentCancelled(_Frozen):
+    """An empty retained payload on an appointment topic: the booking of `plate` is withdrawn."""
+
+    plate: str
 
 
 class Appointment(_Frozen):

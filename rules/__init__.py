@@ -1,0 +1,1 @@
+"""Rules: turn readings and gate events into alert state changes (signals), in event time."""

@@ -1,0 +1,159 @@
+"""The rules thread of the running service: events in through a queue, ticks by the clock, rule state
+saved to disk, and the rules file reloaded when it changes (or on `request_reload`, wired to SIGHUP).
+
+A new rules file that does not validate keeps the old rules running and logs why. State of rules that
+did not change is carried over a reload and a restart (saved every `save_every_s` and on stop).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ingest.decode import Decoded
+from ingest.errors import ConfigError
+from rules.config import Park, RulesFile, compile_rules, fingerprints, load_rules
+from rules.engine import RuleEngine
+from rules.signals import SignalSink
+
+log = logging.getLogger(__name__)
+
+
+class RulesRunner:
+    def __init__(
+        self,
+        rules_path: Path | None,
+        park: Park,
+        sink: SignalSink,
+        *,
+        state_path: Path,
+        tick_s: float = 5.0,
+        save_every_s: float = 30.0,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._path = rules_path
+        self._park = park
+        self._state_path = state_path
+        self._tick_s = tick_s
+        self._save_every = save_every_s
+        self._now = now
+        self._queue: queue.SimpleQueue[Sequence[Decoded] | None] = queue.SimpleQueue()
+        self._reload = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._file = load_rules(rules_path) if rules_path else RulesFile()
+        self._mtime = self._stat()
+        self.engine = RuleEngine(compile_rules(self._file, park), sink, tz=park.tz, lateness=self._file.lateness,
+                                 maintenance=self._file.maintenance, now=now)
+
+    # --- the pipeline's side --------------------------------------------------------------------------
+
+    def feed(self, batch: Sequence[Decoded]) -> None:
+        """Pipeline listener: hand a kept batch to the rules thread (never blocks the ingest thread)."""
+        if batch:
+            self._queue.put(batch)
+
+    def request_reload(self) -> None:
+        self._reload.set()
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._load_state()
+        self._thread = threading.Thread(target=self._run, name="rules", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self._save_state()
+
+    def _run(self) -> None:
+        next_tick = next_save = time.monotonic()
+        while True:
+            try:
+                batch = self._queue.get(timeout=max(0.0, next_tick - time.monotonic()))
+            except queue.Empty:
+                batch = ()
+            if batch is None:
+                return
+            for decoded in batch:
+                self.engine.process(decoded.value, datetime.fromtimestamp(decoded.point.ts_ns / 1e9, UTC))
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + self._tick_s
+                self.engine.tick()
+                self._maybe_reload()
+            if time.monotonic() >= next_save:
+                next_save = time.monotonic() + self._save_every
+                self._save_state()
+
+    # --- reload ---------------------------------------------------------------------------------------
+
+    def _stat(self) -> float | None:
+        try:
+            return self._path.stat().st_mtime if self._path else None
+        except OSError:
+            return None
+
+    def _maybe_reload(self) -> None:
+        mtime = self._stat()
+        if not self._reload.is_set() and mtime == self._mtime:
+            return
+        self._reload.clear()
+        self._mtime = mtime
+        if self._path is None:
+            return
+        try:
+            new = load_rules(self._path)
+            rules = compile_rules(new, self._park)
+        except ConfigError as exc:
+            log.error("rules file %s not loaded, the previous rules keep running: %s", self._path, exc)
+            return
+        state = self.engine.snapshot()
+        unchanged = {n for n, f in fingerprints(new).items() if fingerprints(self._file).get(n) == f}
+        self.engine = RuleEngine(rules, self.engine.sink, tz=self._park.tz, lateness=new.lateness,
+                                 maintenance=new.maintenance, now=self._now)
+        self.engine.restore(state, unchanged)
+        self._file = new
+        log.info("rules reloaded from %s: %d rules (%d kept their state)", self._path, len(rules), len(unchanged))
+
+    # --- state ----------------------------------------------------------------------------------------
+
+    def _save_state(self) -> None:
+        state = {"fingerprints": fingerprints(self._file), "engine": self.engine.snapshot()}
+        tmp = self._state_path.with_suffix(".tmp")
+        self._state_path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("w", encoding="utf-8") as fh:
+            json.dump(state, fh, ensure_ascii=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self._state_path)
+
+    def _load_state(self) -> None:
+        try:
+            state: dict[str, Any] = json.loads(self._state_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            log.warning("rule state %s unreadable, starting fresh: %s", self._state_path, exc)
+            return
+        saved = state.get("fingerprints", {})
+        unchanged = {n for n, f in fingerprints(self._file).items() if saved.get(n) == f}
+        self.engine.restore(state.get("engine", {}), unchanged)
+        log.info("rule state restored for %d of %d rules", len(unchanged), len(self.engine.rules))
+
+
+class LogSink:
+    """Until the alerts layer lands: every signal is logged (one line each)."""
+
+    def emit(self, signals: Sequence[Any]) -> None:
+        for s in signals:
+            log.warning("ALERT %s %s %s [%s] %s", s.state, s.rule, s.source, s.severity, s.message)
