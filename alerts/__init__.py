@@ -1,0 +1,1 @@
+"""Alerts: a lifecycle people can trust (pending, firing, acknowledged, resolved), and notifications."""

@@ -105,7 +105,8 @@ class Decoder:
         frame = hj212.decode_frame(message.payload, lenient_length=lenient)
         data = hj212.frame_to_readings(frame, tz=self._s.tz, factor_map=self._s.factor_map)
         raw = {"ts": data.ts.isoformat(), "values": data.values, "flags": data.flags}
-        reading = self._validate(AirReading, raw, station=route.device, period=data.period, mn=frame.mn)
+        period = "" if data.period == "rtd" else data.period  # real-time data is a plain reading, as JSON
+        reading = self._validate(AirReading, raw, station=route.device, period=period, mn=frame.mn)
         return self._air_decoded(reading)
 
     def _air_decoded(self, r: AirReading) -> Decoded:

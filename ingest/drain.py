@@ -107,7 +107,7 @@ class Drainer:
         self._on_stored(len(rows) - len(failed))
         return True
 
-    def _write_finding_bad(self, rows: Sequence[Row]) -> list[DeadLetter]:
+    def _write_finding_bad(self, rows: Sequence[Row]) -> list[tuple[Row, DeadLetter]]:
         """Write rows; on a permanent error split in halves. Transient errors propagate (retry all later)."""
         started = time.perf_counter()
         try:
@@ -119,8 +119,8 @@ class Drainer:
             if len(rows) == 1:
                 row = rows[0]
                 log.warning("store refused a point from %s: %s", row.topic, str(exc)[:200])
-                return [DeadLetter(row.topic, row.point.to_json().encode(), "store_rejected", str(exc)[:500],
-                                   self._now_ns())]
+                return [(row, DeadLetter(row.topic, row.point.to_json().encode(), "store_rejected", str(exc)[:500],
+                                         self._now_ns()))]
             half = len(rows) // 2
             return self._write_finding_bad(rows[:half]) + self._write_finding_bad(rows[half:])
         finally:

@@ -372,7 +372,7 @@ class Hj212Gateway:
                 for item, raw in conn.feed(data):
                     await self._handle(conn, item, raw)
         except (ConnectionError, TimeoutError) as exc:  # reset by the peer, or it does not read its answers
-            log.info("connection from %s ends: %s", conn.peer, exc or type(exc).__name__)
+            log.debug("connection from %s ends: %s", conn.peer, exc or type(exc).__name__)
         left = conn.close()
         if left is not None:
             await self._reject(conn, *left)
@@ -407,7 +407,7 @@ class Hj212Gateway:
             return
         self.frames += 1
         if frame.needs_answer:
-            self.answered += 1  # first: a test thread that reads the answer then sees the count
+            self.answered += 1  # counted before the write: whoever reads the answer sees the count
             conn.answer(answer_9014(frame))
             await conn.drain(self._s.idle_timeout_s)
 

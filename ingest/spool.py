@@ -25,7 +25,8 @@ from ingest.points import Point
 
 COUNTERS = ("received", "stored", "deadlettered", "duplicates")
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, point TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, point TEXT NOT NULL,
+                                  counted INTEGER NOT NULL DEFAULT 1);
 CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_at ON seen (at);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
@@ -48,6 +49,7 @@ class Row:
     id: int
     topic: str
     point: Point
+    counted: bool = True  # False for derived points (alert changes, averages): not messages received
 
 
 class SpoolDb:
@@ -139,6 +141,18 @@ class SpoolDb:
             found.update(r[0] for r in self._db.execute(f"SELECT key FROM seen WHERE key IN ({marks})", chunk))
         return found
 
+    def keep_derived(self, topic: str, points: Sequence[Point]) -> None:
+        """Keep points the service derived itself (alert changes, AQI): stored like the rest, but they
+        are not messages, so they stay out of the received/stored accounting."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.executemany("INSERT INTO spool (topic, point, counted) VALUES (?, ?, 0)",
+                                 [(topic, p.to_json()) for p in points])
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise SpoolError(f"cannot keep derived points: {exc}") from exc
+
     def prune_seen(self, older_than_ns: int) -> int:
         """Forget dedup keys kept since before `older_than_ns` (the dedup window has passed)."""
         try:
@@ -151,19 +165,24 @@ class SpoolDb:
     def peek(self, limit: int) -> list[Row]:
         """The oldest `limit` points still to store, in arrival order."""
         try:
-            rows = self._db.execute("SELECT id, topic, point FROM spool ORDER BY id LIMIT ?", (limit,)).fetchall()
+            rows = self._db.execute("SELECT id, topic, point, counted FROM spool ORDER BY id LIMIT ?",
+                                    (limit,)).fetchall()
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot read spool: {exc}") from exc
-        return [Row(i, t, Point.from_json(p)) for i, t, p in rows]
+        return [Row(i, t, Point.from_json(p), bool(c)) for i, t, p, c in rows]
 
-    def release(self, rows: Sequence[Row], failed: Iterable[DeadLetter] = ()) -> None:
+    def release(self, rows: Sequence[Row], failed: Iterable[tuple[Row, DeadLetter]] = ()) -> None:
         """The store has taken `rows` except `failed` (dead-lettered): forget them, count them."""
         failed = list(failed)
+        counted = sum(r.counted for r in rows)
+        failed_counted = sum(r.counted for r, _ in failed)
         try:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("DELETE FROM spool WHERE id = ?", [(r.id,) for r in rows])
-            self._db.executemany("INSERT INTO outbox (record) VALUES (?)", [(d.to_json(),) for d in failed])
-            self._add(stored=len(rows) - len(failed), deadlettered=len(failed))
+            self._db.executemany("INSERT INTO outbox (record) VALUES (?)", [(d.to_json(),) for _, d in failed])
+            self._add(stored=counted - failed_counted, deadlettered=failed_counted,
+                      derived_stored=len(rows) - counted - (len(failed) - failed_counted),
+                      derived_deadlettered=len(failed) - failed_counted)
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()

@@ -60,7 +60,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime
 from fractions import Fraction
 from types import MappingProxyType
@@ -204,11 +204,11 @@ class AqiResult:
     missing: tuple[str, ...] = ()
     ignored: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
-    category_info: Category | None = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        info = None if self.aqi is None else category_for(self.aqi)
-        object.__setattr__(self, "category_info", info)
+    @property
+    def category_info(self) -> Category | None:
+        """The level, category and colour of the AQI; None when the AQI is NA."""
+        return None if self.aqi is None else category_for(self.aqi)
 
     @property
     def level(self) -> int | None:
@@ -330,17 +330,14 @@ class _Calc:
 
     def o3(self, *, one_hour: str | None, eight_hour: str | None) -> None:
         """O3's IAQI: the larger of the 1 h and 8 h sub-indices that the report uses and that are given."""
-        one = self._optional("o3_1h", one_hour)
-        eight = self._optional("o3_8h", eight_hour)
-        if one is eight is _ABSENT:
+        wanted = {"o3_1h": one_hour, "o3_8h": eight_hour}
+        given = {key: name for key, name in wanted.items() if name is not None and name in self.values}
+        if not given:
             return
-        computed = [value for value in (one, eight) if isinstance(value, int)]
+        computed = [value for key, name in given.items() if (value := self.column(key, name)) is not None]
         self.iaqi["o3"] = max(computed, default=None)
-        if eight_hour is not None and eight is not _ABSENT and self.values[eight_hour] > 800:
-            self.notes.append(self._o3_note(one is not _ABSENT))
-
-    def _optional(self, key: str, name: str | None) -> int | None | object:
-        return _ABSENT if name is None or name not in self.values else self.column(key, name)
+        if "o3_8h" in given and self.values[given["o3_8h"]] > 800:
+            self.notes.append(self._o3_note("o3_1h" in given))
 
     def _o3_note(self, have_one_hour: bool) -> str:
         if self.edition == "2026":
@@ -371,9 +368,6 @@ class _Calc:
             ignored=ignored,
             notes=tuple(self.notes),
         )
-
-
-_ABSENT = object()  # an input not given, as opposed to one given whose IAQI is not computable (None)
 
 
 def _primary(known: Mapping[str, int], aqi: int | None) -> tuple[str, ...]:

@@ -96,3 +96,16 @@ class TestHostileInput:
     def test_catalogue_has_at_least_thirty_distinct_kinds(self) -> None:
         """The hostile catalogue covers at least 30 kinds of bad message."""
         assert len({c.name for c in CASES}) >= 30
+
+
+class TestHj212Frames:
+    def test_real_time_frame_becomes_a_plain_reading(self) -> None:
+        """A CN 2011 frame is a reading like a JSON one: no period tag, MN kept, flags kept."""
+        from ingest import hj212  # noqa: PLC0415
+
+        segment = ("QN=20261127080000000;ST=22;CN=2011;PW=123456;MN=LOGGER01;Flag=4;"
+                   "CP=&&DataTime=20261127080000;a34004-Rtd=35.2,a34004-Flag=N;a21005-Rtd=0.6,a21005-Flag=C&&")
+        d = decoder().decode(Message("park/demo/air/ST01/hj212", hj212.build_frame(segment), time.time_ns()))
+        assert d.point.tags == {"park": "demo", "station": "ST01"}
+        assert d.point.fields == {"pm25": 35.2, "co": 0.6, "co_flag": "C", "mn": "LOGGER01"}
+        assert d.point.ts_ns == T0 * 10**9

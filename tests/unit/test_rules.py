@@ -135,7 +135,8 @@ class TestThreshold:
 
 
 class TestRateOfChange:
-    RULE: ClassVar[dict[str, Any]] = {"type": "rate_of_change", "name": "pm25_rising", "value": "pm25", "change": 50, "window_s": 600}
+    RULE: ClassVar[dict[str, Any]] = {
+        "type": "rate_of_change", "name": "pm25_rising", "value": "pm25", "change": 50, "window_s": 600}
 
     def test_rise_of_exactly_the_change_does_not_fire(self) -> None:
         """A rise of 50 within 10 minutes is not more than 50."""

@@ -104,9 +104,19 @@ class TestCounters:
         c = db.counters()
         assert (c["received"], c["duplicates"], c["deadlettered"], c["in_spool"]) == (4, 1, 1, 2)
         rows = db.peek(10)
-        db.release(rows, [DeadLetter("t", b"", "store_rejected", "", 1)])
+        db.release(rows, [(rows[0], DeadLetter("t", b"", "store_rejected", "", 1))])
         c = db.counters()
         assert (c["stored"], c["deadlettered"], c["in_spool"]) == (1, 2, 0) and identity(c)
+
+    def test_derived_points_are_stored_but_not_counted_as_messages(self, tmp_path: Path) -> None:
+        """Alert changes kept by the service itself go to the store without touching the message counts."""
+        db = spool(tmp_path)
+        db.keep_derived("alerts", [Point("alert", {"rule": "r"}, {"alert_id": "a"}, 1)])
+        rows = db.peek(10)
+        assert len(rows) == 1 and not rows[0].counted
+        db.release(rows)
+        c = db.counters()
+        assert (c["received"], c["stored"], c["derived_stored"], c["in_spool"]) == (0, 0, 1, 0)
 
     def test_dead_letters_wait_in_the_outbox_until_forgotten(self, tmp_path: Path) -> None:
         """Every dead letter is in the outbox, with its reason, until the pump has published it."""
