@@ -49,7 +49,7 @@ class AlertLink:
             self._client.username_pw_set(settings.username, settings.password)
         if settings.tls:
             self._client.tls_set(ca_certs=settings.ca_file, certfile=settings.cert_file, keyfile=settings.key_file)
-        self._client.reconnect_delay_set(settings.retry.initial_s, settings.retry.cap_s)
+        self._client.reconnect_delay_set(max(1, int(settings.retry.initial_s)), max(1, int(settings.retry.cap_s)))
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._connected = threading.Event()

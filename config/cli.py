@@ -19,7 +19,7 @@ from ingest.errors import ConfigError, ParkWatchError
 EXIT_CONFIG = 2
 # Further subcommands, one module each under config/commands/, each with `register(subparsers)` that adds
 # its parser and sets `func` (a function of the parsed arguments returning the exit code).
-COMMAND_MODULES: tuple[str, ...] = ("config.commands.aqi",)
+COMMAND_MODULES: tuple[str, ...] = ("config.commands.aqi", "config.commands.ack")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,12 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from alerts.manager import AlertManager
+from alerts.mqtt import AlertLink
+from alerts.notifiers.config import NOTIFIERS
+from alerts.render import Renderer
+from alerts.routing import Router
+from alerts.runtime import AlertsRuntime, StoreChannel
 from config.settings import GatewaySection, Settings, parse_mqtt_url
 from ingest import hj212
 from ingest.decode import Decoder, DecodeSettings
@@ -29,7 +35,7 @@ from ingest.retry import RetryPolicy
 from ingest.stores import store_from_url
 from ingest.topics import Topics
 from rules.config import Park
-from rules.runner import LogSink, RulesRunner
+from rules.runner import RulesRunner
 from rules.signals import SignalSink
 
 log = logging.getLogger(__name__)
@@ -48,6 +54,7 @@ class Service:
     mqtt_url: str
     store_url: str
     rules: RulesRunner
+    alerts: AlertsRuntime
     gateway: Hj212Gateway | None = None
     gateway_publisher: GatewayPublisher | None = None
 
@@ -55,6 +62,7 @@ class Service:
         if self.broker is not None:
             self.broker.start()
         self.settings.data_path.mkdir(parents=True, exist_ok=True)
+        self.alerts.start()
         self.rules.start()
         self.pipeline.start()
         if self.gateway is not None and self.gateway_publisher is not None:
@@ -67,6 +75,7 @@ class Service:
             self.gateway_publisher.stop()
         self.pipeline.stop()
         self.rules.stop()
+        self.alerts.stop()
         self.store.close()
         if self.broker is not None:
             self.broker.stop()
@@ -136,10 +145,11 @@ def build(settings: Settings, *, now_ns: Callable[[], int] = time.time_ns) -> Se
     )
     pipeline = Pipeline(source, decoder, store, pipeline_settings, now_ns=now_ns)
     broker = EmbeddedBroker(s.embedded.host, s.embedded.port) if s.embedded_broker else None
-    rules = build_rules(s, LogSink())
+    alerts = build_alerts(s, mqtt, pipeline_settings.spool_path)
+    rules = build_rules(s, alerts.manager)
     pipeline.add_listener(rules.feed)
     service = Service(s, source, pipeline, store, broker, f"mqtt://{mqtt.host}:{mqtt.port}", _redact(s.store_url),
-                      rules)
+                      rules, alerts)
     if s.hj212.gateway.enabled:
         service.gateway_publisher, service.gateway = build_gateway(s, now_ns=now_ns)
     return service
@@ -154,6 +164,21 @@ def build_rules(settings: Settings, sink: SignalSink) -> RulesRunner:
     path = Path(settings.rules.file) if settings.rules.file else None
     return RulesRunner(path, park_of(settings), sink, state_path=settings.data_path / "rules_state.json",
                        tick_s=settings.rules.tick_s, save_every_s=settings.rules.save_every_s)
+
+
+def build_alerts(settings: Settings, mqtt: MqttSettings, spool_path: Path) -> AlertsRuntime:
+    """The alerts layer: manager, notifiers by channel name, the MQTT link and the store channel."""
+    a = settings.alerts
+    notifiers = {c.name: NOTIFIERS[c.type](c) for c in a.channel if c.type in NOTIFIERS}
+    mqtt_names = {c.name for c in a.channel if c.type == "mqtt"}
+    park = settings.park.id
+
+    def link(manager: AlertManager) -> AlertLink:
+        return AlertLink(mqtt, park, manager.ack)
+
+    return AlertsRuntime(settings.data_path / "alerts.db", Router(a.route, a.silence), Renderer(a.templates),
+                         link=link, store=StoreChannel(spool_path, park), notifiers=notifiers,
+                         mqtt_aliases=mqtt_names, tick_s=a.tick_s)
 
 
 def build_gateway(

@@ -15,8 +15,11 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from alerts.notifiers.config import NotifierConfig
+from alerts.render import Templates
+from alerts.routing import Route, Silence
 from ingest.errors import ConfigError
 from ingest.models import DEVICE_ID
 
@@ -151,6 +154,34 @@ class RulesSection(_Section):
     save_every_s: float = Field(default=30.0, gt=0)  # how often rule state is saved for a restart
 
 
+class AlertsSection(_Section):
+    """Channels (notifiers), routes, silences and message templates; see config/parkwatch.example.toml."""
+
+    tick_s: float = Field(default=5.0, gt=0, le=3600)  # how often reminders and escalations are checked
+    templates: Templates = Templates()
+    channel: tuple[NotifierConfig, ...] = ()
+    route: tuple[Route, ...] = ()
+    silence: tuple[Silence, ...] = ()
+
+    @field_validator("channel")
+    @classmethod
+    def _names(cls, value: tuple[NotifierConfig, ...]) -> tuple[NotifierConfig, ...]:
+        names = [c.name for c in value]
+        taken = sorted({n for n in names if names.count(n) > 1} | ({"store"} & set(names)))
+        if taken:
+            raise ValueError(f"channel names must be unique and not 'store': {', '.join(taken)}")
+        return value
+
+    @model_validator(mode="after")
+    def _routes_name_channels(self) -> AlertsSection:
+        known = {c.name for c in self.channel} | {"mqtt", "store"}
+        for route in self.route:
+            missing = sorted((set(route.channels) | set(route.escalate_to)) - known)
+            if missing:
+                raise ValueError(f"a route names channel(s) not configured: {', '.join(missing)}")
+        return self
+
+
 class EmbeddedSection(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=1884, ge=1, le=65535)
@@ -170,6 +201,7 @@ class Settings(_Section):
     ingest: IngestSection = IngestSection()
     hj212: Hj212Section = Hj212Section()
     rules: RulesSection = RulesSection()
+    alerts: AlertsSection = AlertsSection()
     embedded: EmbeddedSection = EmbeddedSection()
     log: LogSection = LogSection()
 

@@ -252,13 +252,13 @@ class AqiResult:
 
 HOURLY_INPUTS = ("pm25", "pm10", "so2", "no2", "co", "o3", "o3_8h", "so2_24h", "no2_24h", "co_24h")
 DAILY_INPUTS = ("pm25", "pm10", "so2", "no2", "co", "o3_8h", "o3_1h")
-_UNUSED = {  # why an input given may enter no sub-index
+_UNUSED: Mapping[str, str] = MappingProxyType({  # why an input given may enter no sub-index
     "o3_8h": "not an indicator of the HJ 633-2026 hourly report",
     "o3_1h": "not an indicator of the HJ 633-2026 daily report",
     "so2_24h": "used only by HJ 633-2012, for an SO2 1 h mean above 800 µg/m³",
     "no2_24h": "no rule of HJ 633 uses it in the hourly report",
     "co_24h": "no rule of HJ 633 uses it in the hourly report",
-}
+})
 
 
 def hourly_aqi(

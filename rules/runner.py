@@ -150,10 +150,3 @@ class RulesRunner:
         self.engine.restore(state.get("engine", {}), unchanged)
         log.info("rule state restored for %d of %d rules", len(unchanged), len(self.engine.rules))
 
-
-class LogSink:
-    """Until the alerts layer lands: every signal is logged (one line each)."""
-
-    def emit(self, signals: Sequence[Any]) -> None:
-        for s in signals:
-            log.warning("ALERT %s %s %s [%s] %s", s.state, s.rule, s.source, s.severity, s.message)

@@ -11,30 +11,30 @@ Averaging: "1h" (1-hour mean), "24h" (daily mean), "8h" (O3 daily maximum 8-hour
 
 Every figure, grade I / grade II (sources after the table)::
 
-    pollutant averaging  2012           2026-transition   2026-final       unit
-    so2       annual     20 / 60        20 / 60  [B]      20 / 20  [B]     µg/m³
-    so2       24h        50 / 150       50 / 150 [B]      50 / 50  [B]     µg/m³
-    so2       1h         150 / 500      150 / 500 [B]     150 / 150 [B]    µg/m³
-    no2       annual     40 / 40        40 / 40  [B]      30 / 30  [B]     µg/m³
-    no2       24h        80 / 80        80 / 80  [B]      50 / 50  [B]     µg/m³
-    no2       1h         200 / 200      200 / 200 [B]     200 / 200 [B]    µg/m³
-    co        24h        4 / 4          4 / 4    [B]      4 / 4    [B]     mg/m³
-    co        1h         10 / 10        10 / 10  [B]      10 / 10  [B]     mg/m³
-    o3        8h         100 / 160      100 / 160 [B]     100 / 160 [B]    µg/m³
-    o3        1h         160 / 200      160 / 200 [B]     160 / 200 [B]    µg/m³
-    pm10      annual     40 / 70        40 / 60  [B]      20 / 50  [B]     µg/m³
-    pm10      24h        50 / 150       50 / 120 [B]      50 / 100 [B]     µg/m³
-    pm25      annual     15 / 35        15 [B] / 30 [C]   10 / 25  [C]     µg/m³
-    pm25      24h        35 / 75        35 [B] / 60 [C]   25 / 50  [C]     µg/m³
-    tsp       annual     80 / 200       80 / 200 [D]      80 / 200 [D]     µg/m³
-    tsp       24h        120 / 300      120 / 300 [D]     120 / 300 [D]    µg/m³
-    nox       annual     50 / 50        50 / 50  [B]      40 / 40  [B]     µg/m³
-    nox       24h        100 / 100      100 / 100 [B]     70 / 70  [B]     µg/m³
-    nox       1h         250 / 250      250 / 250 [B]     250 / 250 [B]    µg/m³
-    pb        annual     0.5 / 0.5      0.5 / 0.5 [D]     0.5 / 0.5 [D]    µg/m³
-    pb        quarterly  1 / 1          1 / 1    [D]      1 / 1    [D]     µg/m³
-    bap       annual     0.001 / 0.001  0.001 / 0.001 [D] 0.001 / 0.001 [D] µg/m³
-    bap       24h        0.0025 / 0.0025 0.0025 / 0.0025 [D] 0.0025 / 0.0025 [D] µg/m³
+    pollutant averaging  2012 [A]         2026-transition      2026-final           unit
+    so2       annual     20 / 60          20 / 60 [B]          20 / 20 [B]          µg/m³
+    so2       24h        50 / 150         50 / 150 [B]         50 / 50 [B]          µg/m³
+    so2       1h         150 / 500        150 / 500 [B]        150 / 150 [B]        µg/m³
+    no2       annual     40 / 40          40 / 40 [B]          30 / 30 [B]          µg/m³
+    no2       24h        80 / 80          80 / 80 [B]          50 / 50 [B]          µg/m³
+    no2       1h         200 / 200        200 / 200 [B]        200 / 200 [B]        µg/m³
+    co        24h        4 / 4            4 / 4 [B]            4 / 4 [B]            mg/m³
+    co        1h         10 / 10          10 / 10 [B]          10 / 10 [B]          mg/m³
+    o3        8h         100 / 160        100 / 160 [B]        100 / 160 [B]        µg/m³
+    o3        1h         160 / 200        160 / 200 [B]        160 / 200 [B]        µg/m³
+    pm10      annual     40 / 70          40 / 60 [B]          20 / 50 [B]          µg/m³
+    pm10      24h        50 / 150         50 / 120 [B]         50 / 100 [B]         µg/m³
+    pm25      annual     15 / 35          15 [B] / 30 [C]      10 / 25 [C]          µg/m³
+    pm25      24h        35 / 75          35 [B] / 60 [C]      25 / 50 [C]          µg/m³
+    tsp       annual     80 / 200         80 / 200 [D]         80 / 200 [D]         µg/m³
+    tsp       24h        120 / 300        120 / 300 [D]        120 / 300 [D]        µg/m³
+    nox       annual     50 / 50          50 / 50 [B]          40 / 40 [B]          µg/m³
+    nox       24h        100 / 100        100 / 100 [B]        70 / 70 [B]          µg/m³
+    nox       1h         250 / 250        250 / 250 [B]        250 / 250 [B]        µg/m³
+    pb        annual     0.5 / 0.5        0.5 / 0.5 [D]        0.5 / 0.5 [D]        µg/m³
+    pb        quarterly  1 / 1            1 / 1 [D]            1 / 1 [D]            µg/m³
+    bap       annual     0.001 / 0.001    0.001 / 0.001 [D]    0.001 / 0.001 [D]    µg/m³
+    bap       24h        0.0025 / 0.0025  0.0025 / 0.0025 [D]  0.0025 / 0.0025 [D]  µg/m³
 
     [A] (every 2012 figure) GB 3095-2012 Tables 1 and 2, as reproduced on onxelh.cn/417/990/1193087 and
         in many codebases (domain.md §3.1); the IAQI 100 row of HJ 633-2012 agrees with grade II.
@@ -48,8 +48,10 @@ Every figure, grade I / grade II (sources after the table)::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from types import MappingProxyType
 from typing import Literal
 
 EDITIONS = ("2012", "2026-transition", "2026-final")
@@ -91,7 +93,7 @@ _UNCHANGED_2026 = (  # CO and O3: "unchanged" in both stages (UNCONFIRMED, sourc
     ("co", "24h", 4, 4), ("co", "1h", 10, 10), ("o3", "8h", 100, 160), ("o3", "1h", 160, 200),
 )
 
-TABLES: dict[str, tuple[Limit, ...]] = {
+TABLES: Mapping[str, tuple[Limit, ...]] = MappingProxyType({
     "2012": _rows(
         "A", True,
         ("so2", "annual", 20, 60), ("so2", "24h", 50, 150), ("so2", "1h", 150, 500),
@@ -123,7 +125,7 @@ TABLES: dict[str, tuple[Limit, ...]] = {
         *_rows("C", True, ("pm25", "annual", 10, 25), ("pm25", "24h", 25, 50)),
         *_rows("D", False, *_OTHER_2012),
     ),
-}
+})
 
 
 def unit(pollutant: str) -> str:

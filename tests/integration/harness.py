@@ -31,17 +31,28 @@ def eventually(condition: Callable[[], bool], timeout: float, interval: float = 
     return condition()
 
 
+def toml_value(value: Any) -> str:
+    """A TOML inline value (tables inline, lists, strings in JSON-compatible basic-string form)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
 def write_config(path: Path, *, mqtt_url: str, store_url: str, data_dir: Path, **sections: dict[str, Any]) -> Path:
     """A service configuration for a test: unique client id, fast flushes, data in `data_dir`."""
     park = sections.pop("park", {})
     lines = [f'data_dir = "{data_dir}"', "[park]", f'id = "{park.get("id", "demo")}"']
-    lines += [f"{k} = {json.dumps(v)}" for k, v in park.items() if k != "id"]
+    lines += [f"{k} = {toml_value(v)}" for k, v in park.items() if k != "id"]
     mqtt = {"url": mqtt_url, "client_id": f"pw-test-{uuid.uuid4().hex[:8]}", **sections.pop("mqtt", {})}
     store = {"url": store_url, "flush_interval_s": 0.2, "retry_initial_s": 0.2, "retry_cap_s": 2.0,
              **sections.pop("store", {})}
     for name, body in {"mqtt": mqtt, "store": store, **sections}.items():
         lines.append(f"[{name}]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in body.items()]
+        lines += [f"{k} = {toml_value(v)}" for k, v in body.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 
