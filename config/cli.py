@@ -19,7 +19,15 @@ from ingest.errors import ConfigError, ParkWatchError
 EXIT_CONFIG = 2
 # Further subcommands, one module each under config/commands/, each with `register(subparsers)` that adds
 # its parser and sets `func` (a function of the parsed arguments returning the exit code).
-COMMAND_MODULES: tuple[str, ...] = ("config.commands.aqi", "config.commands.ack")
+COMMAND_MODULES: tuple[str, ...] = (
+    "config.commands.aqi",
+    "config.commands.ack",
+    "config.commands.rules_test",
+    "config.commands.simulate",
+    "config.commands.demo",
+    "config.commands.record",
+    "config.commands.replay",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

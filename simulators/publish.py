@@ -51,6 +51,11 @@ class Outgoing:
     retain: bool = False
 
 
+def message_kind(topic: str) -> str:
+    """What a topic of contract §1 carries: reading, hj212, event, status, appointment (or its last level)."""
+    return "appointment" if "/registry/appointment/" in topic else topic.rsplit("/", 1)[-1]
+
+
 class Sink(Protocol):
     """Takes messages to publish, in order. May block (back-pressure); raises PublishError if it cannot."""
 

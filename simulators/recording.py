@@ -51,8 +51,7 @@ from ingest.errors import Hj212Error, ParkWatchError
 from ingest.models import VALUE_NAME, parse_ts
 from ingest.mqtt import MqttSettings
 from simulators.clock import SimClock
-from simulators.publish import PublishError, Sink
-from simulators.scenario import message_kind
+from simulators.publish import PublishError, Sink, message_kind
 
 
 class RecordingError(ParkWatchError):

@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Final, Protocol
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator
 
 from ingest.errors import ConfigError
-from simulators.clock import Seconds, SimClock, device_random
+from simulators.clock import Seconds, SimClock, VirtualClock, device_random
 from simulators.gates import (
     BlacklistedEpisode,
     CancelledAppointmentEpisode,
@@ -48,7 +49,8 @@ from simulators.gates import (
     WrongGateEpisode,
     gate_devices,
 )
-from simulators.publish import Connector, Outgoing, Sink
+from simulators.publish import Connector, MemorySink, Outgoing, SharedConnector, Sink, message_kind
+from simulators.recording import Record
 from simulators.stations import (
     BuildupEpisode,
     Cn,
@@ -312,11 +314,6 @@ class RunStats:
         self.by_kind[message_kind(message.topic)] += 1
 
 
-def message_kind(topic: str) -> str:
-    """reading, hj212, event, status or appointment."""
-    return "appointment" if "/registry/appointment/" in topic else topic.rsplit("/", 1)[-1]
-
-
 class Simulation:
     """A scenario's devices, ready to run from ``start``. Building it does no I/O and reads no clock."""
 
@@ -384,3 +381,16 @@ class Simulation:
         for m in messages:
             sink.publish(m.topic, m.payload, m.qos, m.retain)
             stats.count(m)
+
+
+def scenario_records(scenario: Scenario, *, park: str, tz: tzinfo | None = None, start: datetime | None = None,
+                     fmt: Format | None = None) -> list[Record]:
+    """Everything a scenario publishes, played on a virtual clock, as records stamped with their simulated
+    time: what ``parkwatch rules test`` feeds the rules. ``tz`` defaults to the contract's Asia/Shanghai,
+    ``start`` to the scenario's (else :data:`VIRTUAL_START`)."""
+    begin = start or choose_start(scenario, None, VIRTUAL_START)
+    clock = VirtualClock(begin)
+    sink = MemorySink(clock.now)
+    Simulation(scenario, park=park, tz=tz or ZoneInfo("Asia/Shanghai"), start=begin, fmt=fmt).run(
+        clock, SharedConnector(sink))
+    return [Record(at, m.topic, m.payload, m.qos, m.retain) for at, m in zip(sink.times, sink.messages, strict=True)]
