@@ -49,6 +49,10 @@ class MqttSettings:
     retry: RetryPolicy = RetryPolicy(initial_s=0.5, cap_s=30.0)
 
 
+def _written_by_network_thread(client: paho.Client, userdata: Any, sock: Any) -> None:
+    """paho's external-loop hook: nothing to register, our network thread's `loop()` writes."""
+
+
 class MqttSource:
     """Subscribes to `subscriptions` at QoS 1 and yields Messages; also publishes (dead letters, alerts)."""
 
@@ -160,6 +164,10 @@ class MqttSource:
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        # Acknowledgements are queued by the ingest thread and written by the network thread's loop (woken
+        # through paho's socket pair), in batches: without this hook paho writes each PUBACK itself, on the
+        # calling thread, a syscall and a lock round per message.
+        client.on_socket_register_write = _written_by_network_thread
         return client
 
     def _connect_properties(self) -> Properties | None:

@@ -1,6 +1,8 @@
 """The rules file: TOML, validated and compiled once per load into ready rule objects.
 
     lateness_s = 3600            # a reading older than this behind its source's newest is stored, not judged
+    [bookings]                   # gate rules: bookings besides MQTT (rules.park_state), reloaded when changed
+    file = "bookings.json"       # a JSON list of appointments; relative: beside this file
     [[maintenance]]              # windows in which a station raises nothing but a maintenance notice
     stations = ["ST01"]
     start = "2026-11-27T09:00:00+08:00"
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,7 +29,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ingest.errors import ConfigError
 from rules.devices import OfflineConfig, OfflineRule, SilentConfig, SilentRule
+from rules.gates import GATE_RULES, AnyGateRuleConfig
 from rules.interfaces import Rule
+from rules.park_state import PARK_STATE, ParkState
 from rules.rate import RateConfig, RateRule
 from rules.sensor import FlagConfig, FlagRule, FlatlineConfig, FlatlineRule, RangeConfig, RangeRule
 from rules.threshold import ThresholdConfig, ThresholdRule
@@ -35,11 +39,24 @@ from rules.threshold import ThresholdConfig, ThresholdRule
 
 @dataclass(frozen=True, slots=True)
 class Park:
-    """What rules need to know of the park: its time zone and its configured devices."""
+    """What rules need to know of the park: its time zone, its configured devices, and (set by
+    `compile_rules` when gate rules are configured) the one ParkState the gate rules share."""
 
     tz: ZoneInfo
     stations: tuple[str, ...] = ()
     gates: tuple[str, ...] = ()
+    park_state: ParkState | None = None
+
+
+def _with_park_state(build: Callable[[Any, ParkState], Rule]) -> Callable[[Any, Park], Rule]:
+    """A gate rule's builder: the rule reads the park's one ParkState, which `compile_rules` sets up."""
+
+    def builder(config: Any, park: Park) -> Rule:
+        if park.park_state is None:
+            raise ValueError(f"rule {config.name}: a gate rule needs the park state that compile_rules shares")
+        return build(config, park.park_state)
+
+    return builder
 
 
 # type name -> builder; the same key as the `type` field of the config union below
@@ -51,10 +68,12 @@ RULE_TYPES: dict[str, Callable[[Any, Park], Rule]] = {
     "flatline": lambda c, park: FlatlineRule(c),
     "range": lambda c, park: RangeRule(c),
     "flag": lambda c, park: FlagRule(c),
+    **{kind: _with_park_state(build) for kind, build in GATE_RULES.items()},
 }
 
 AnyRuleConfig = Annotated[
-    ThresholdConfig | RateConfig | SilentConfig | OfflineConfig | FlatlineConfig | RangeConfig | FlagConfig,
+    ThresholdConfig | RateConfig | SilentConfig | OfflineConfig | FlatlineConfig | RangeConfig | FlagConfig
+    | AnyGateRuleConfig,
     Field(discriminator="type"),
 ]
 
@@ -92,12 +111,21 @@ class MaintenanceWindow(BaseModel):
         return a <= local < b if a < b else (local >= a or local < b)
 
 
+class BookingsSection(BaseModel):
+    """Bookings for the gate rules besides MQTT: a JSON list of appointments (contract §5)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    file: str | None = None  # relative: beside the rules file; reloaded when it changes
+
+
 class RulesFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     lateness_s: float = Field(default=3600.0, ge=0)
     maintenance: tuple[MaintenanceWindow, ...] = ()
     rule: tuple[AnyRuleConfig, ...] = ()
+    bookings: BookingsSection = BookingsSection()
 
     @model_validator(mode="after")
     def _unique_names(self) -> RulesFile:
@@ -105,6 +133,8 @@ class RulesFile(BaseModel):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"rule names must be unique: {', '.join(dup)} used twice")
+        if PARK_STATE in names:
+            raise ValueError(f"the rule name {PARK_STATE!r} is reserved for the state the gate rules share")
         return self
 
     @property
@@ -127,20 +157,36 @@ def parse_rules(raw: dict[str, Any]) -> RulesFile:
 
 def load_rules(path: Path) -> RulesFile:
     try:
-        return parse_rules(tomllib.loads(path.read_text(encoding="utf-8")))
+        rules = parse_rules(tomllib.loads(path.read_text(encoding="utf-8")))
     except OSError as exc:
         raise ConfigError("rules.file", f"cannot read {path}: {exc.strerror}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("rules.file", f"{path} is not valid TOML: {exc}") from exc
+    if rules.bookings.file and not Path(rules.bookings.file).is_absolute():
+        rules = rules.model_copy(update={"bookings": BookingsSection(file=str(path.parent / rules.bookings.file))})
+    return rules
+
+
+def uses_park_state(rules: RulesFile) -> bool:
+    return any(config.type in GATE_RULES for config in rules.rule)
 
 
 def compile_rules(rules: RulesFile, park: Park) -> list[Rule]:
-    return [RULE_TYPES[config.type](config, park) for config in rules.rule]
+    """Ready rules in file order; with gate rules, the one ParkState they share first (it must see each
+    event before they do)."""
+    if not uses_park_state(rules):
+        return [RULE_TYPES[config.type](config, park) for config in rules.rule]
+    state = ParkState(park.tz, Path(rules.bookings.file) if rules.bookings.file else None)
+    park = replace(park, park_state=state)
+    return [state, *(RULE_TYPES[config.type](config, park) for config in rules.rule)]
 
 
 def fingerprints(rules: RulesFile) -> dict[str, str]:
     """A rule's identity for restoring state: state of a changed rule is not carried over."""
-    return {r.name: r.model_dump_json() for r in rules.rule}
+    prints = {r.name: r.model_dump_json() for r in rules.rule}
+    if uses_park_state(rules):
+        prints[PARK_STATE] = "who is inside, MQTT bookings"  # kept whatever the gate rules' settings
+    return prints
 
 
 def rule_names(rules: Sequence[Rule]) -> list[str]:

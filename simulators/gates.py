@@ -73,7 +73,7 @@ COMPANIES: Final = (
     "园区危废处置中心",
 )
 
-_DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID.pattern)]
+_DeviceId = Annotated[str, StringConstraints(pattern=f"^{DEVICE_ID.pattern}$")]
 _Plate = Annotated[str, StringConstraints(min_length=1, max_length=32, strip_whitespace=False)]
 _Count = Annotated[int, Field(ge=0, le=100_000)]
 _Share = Annotated[float, Field(ge=0, le=1)]

@@ -70,7 +70,7 @@ _NOISE_TAU_S: Final = 900.0
 _WEATHER_STEP_S: Final = 60.0
 _LEAK_DECAY_S: Final = 120.0
 _MN_TEXT = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,24}$")]
-_DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID.pattern)]
+_DeviceId = Annotated[str, StringConstraints(pattern=f"^{DEVICE_ID.pattern}$")]
 
 
 class _Spec(BaseModel):

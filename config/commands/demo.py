@@ -101,9 +101,9 @@ def _run(service: Service, settings: Settings, scenario: Scenario, args: argpars
     clock = make_clock(args.speed, start, stop=stop)
     runner = _SimulationThread(sim, clock, connector_for(mqtt, shared=args.shared_client or args.speed is None))
     speed = "max" if args.speed is None else f"{args.speed:g}x"
+    window = f"{start.astimezone(tz).isoformat()} to {sim.end.astimezone(tz).isoformat()}"
     print(f"parkwatch: demo of park '{park}' ({scenario.name}): {len(sim.stations)} stations, {len(sim.gates)} gates, "
-          f"{start.isoformat()} to {sim.end.isoformat()} at {speed}; data in {settings.data_path}; Ctrl-C stops",
-          flush=True)
+          f"{window} at {speed}; data in {settings.data_path}; Ctrl-C stops", flush=True)
     watch = _Watch(settings)
     runner.start()
     try:

@@ -78,9 +78,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     stop = threading.Event()
     mqtt = mqtt_settings(settings)
     speed = "max" if args.speed is None else f"{args.speed:g}x"
+    window = f"{start.astimezone(tz).isoformat()} to {sim.end.astimezone(tz).isoformat()}"
     print(f"parkwatch: simulating {len(sim.stations)} stations and {len(sim.gates)} gates of park "
-          f"'{settings.park.id}' ({scenario.name}), {start.isoformat()} to {sim.end.isoformat()} at {speed}, "
-          f"to mqtt://{mqtt.host}:{mqtt.port}; Ctrl-C stops", flush=True)
+          f"'{settings.park.id}' ({scenario.name}), {window} at {speed}, to mqtt://{mqtt.host}:{mqtt.port}; "
+          "Ctrl-C stops", flush=True)
     try:
         connector = connector_for(mqtt, shared=args.shared_client or args.speed is None)
         try:
