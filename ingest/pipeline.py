@@ -76,6 +76,7 @@ class Pipeline:
         self.drainer = Drainer(self._drain_db, store, settings.drain, now_ns=now_ns)
         self.pump = DeadLetterPump(self._pump_db, settings.deadletter_log, source, settings.deadletter_topic)
         self._last_prune_ns = 0
+        self._deadline: float | None = None  # set by stop(): until when the drainer may keep writing
         self._stats_lock = threading.Lock()
 
     def add_listener(self, listener: Listener) -> None:
@@ -88,7 +89,7 @@ class Pipeline:
         for db in (self._ingest_db, self._drain_db, self._pump_db, self._stats_db):
             db.open()
         self._spawn("ingest", self._ingest_loop)
-        self._spawn("drain", lambda: self.drainer.run(deadline=self._drain_deadline))
+        self._spawn("drain", lambda: self.drainer.run(deadline=lambda: self._deadline))
         self._spawn("deadletters", self.pump.run)
         self._source.start()
 
@@ -109,9 +110,6 @@ class Pipeline:
     def counters(self) -> dict[str, int]:
         with self._stats_lock:
             return self._stats_db.counters()
-
-    def _drain_deadline(self) -> float | None:
-        return getattr(self, "_deadline", None)
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=self._guard(name, target), name=name, daemon=True)

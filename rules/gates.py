@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import Field, field_validator, model_validator
@@ -42,7 +42,8 @@ def class_zh(vehicle_class: str | None) -> str:
     return CLASS_ZH.get(vehicle_class or "other", vehicle_class or "")
 
 
-def local(at: datetime, tz: Any) -> str:
+def local(at: datetime, tz: tzinfo) -> str:
+    """A time as the park reads it."""
     return at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
 
 

@@ -419,7 +419,7 @@ class TrafficPlanner:
             elif isinstance(ep, WrongGateEpisode):
                 self._wrong_gate(ep, plate, when, midnight)
             elif isinstance(ep, BlacklistedEpisode):
-                plate = ep.plate or self._blacklisted()
+                plate = self._blacklisted(ep.plate)
                 self._trip(plate, ep.vehicle_class, when, _later(when, rng.uniform(30, 90)), "plate",
                            hazmat=self._load(ep.vehicle_class), gate_in=ep.gate, granted=ep.granted)
             elif isinstance(ep, OverstayEpisode):
@@ -455,7 +455,12 @@ class TrafficPlanner:
         able = self.hazmat_gates()
         return able[0].id if able else None
 
-    def _blacklisted(self) -> str:
+    def _blacklisted(self, plate: str | None) -> str:
+        """``plate`` (added to the blacklist if need be), else the next blacklisted plate, else a new one."""
+        if plate is not None:
+            if plate not in self._plan.blacklist:
+                self._plan.blacklist.append(plate)
+            return plate
         if self._blacklist_next < len(self._plan.blacklist):
             plate = self._plan.blacklist[self._blacklist_next]
         else:

@@ -81,13 +81,15 @@ class _Spec(BaseModel):
 
 
 class StationSpec(_Spec):
-    """One station: id, position in metres (x east, y north), optional HJ 212 MN, format and levels."""
+    """One station: id, position in metres (x east, y north); optionally its HJ 212 MN, format, interval
+    and typical levels (``base``, which scales the model's)."""
 
     id: _DeviceId
     x: float = 0.0
     y: float = 0.0
     mn: _MN_TEXT | None = None
     format: Format | None = None  # None: the scenario's (or the command line's) format
+    interval: Annotated[Seconds, Field(ge=1)] | None = None  # None: the scenario's interval
     base: dict[str, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
 
     @field_validator("base")

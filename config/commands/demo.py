@@ -27,12 +27,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from config.commands.simulate import add_scenario_arguments, connector_for, start_from_args, stop_on_signals
+from config.commands.simulate import (
+    add_scenario_arguments,
+    connector_for,
+    duration_arg,
+    start_from_args,
+    stop_on_signals,
+)
 from config.compose import Service, build, mqtt_settings
 from config.settings import Settings, load_settings
 from ingest.errors import ParkWatchError
 from simulators.clock import SimClock, make_clock
-from simulators.publish import Connector
+from simulators.publish import Connector, PublishError
 from simulators.recording import Recorder
 from simulators.scenario import SCENARIO_DIR, RunStats, Scenario, Simulation, default_scenario, load_scenario
 
@@ -49,7 +55,7 @@ def register(subparsers: Any) -> None:
     add_scenario_arguments(parser, speed="60")
     parser.add_argument("--data-dir", type=Path, help="keep the data here (default: a temporary directory)")
     parser.add_argument("--rules", type=Path, help="the rules file (default: config/rules.example.toml)")
-    parser.add_argument("--every", type=float, default=3.0, help="seconds between status lines (default 3)")
+    parser.add_argument("--every", type=duration_arg, default=3.0, help="seconds between status lines (default 3)")
     parser.set_defaults(func=cmd_demo, stations=None, gates=None)
 
 
@@ -65,6 +71,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         try:
             return _run(service, settings, scenario, args)
+        except PublishError as exc:
+            print(f"parkwatch: {exc}", file=sys.stderr)
+            return EXIT_FAILED
         finally:
             service.stop()
             print(f"parkwatch: stopped; {json.dumps(service.pipeline.counters())}", flush=True)
@@ -94,35 +103,41 @@ def _run(service: Service, settings: Settings, scenario: Scenario, args: argpars
     start = start_from_args(None, scenario, args.speed, tz)
     sim = Simulation(scenario, park=park, tz=tz, start=start)
     mqtt = mqtt_settings(settings)
-    alerts = Recorder(replace(mqtt, client_id=f"{mqtt.client_id}-demo-alerts"), [f"park/{park}/alerts/events"],
-                      client_id=f"{mqtt.client_id}-demo-alerts")
+    client_id = f"{mqtt.client_id}-demo-alerts"
+    alerts = Recorder(replace(mqtt, client_id=client_id), [f"park/{park}/alerts/events"], client_id=client_id)
     alerts.start()
-    stop = threading.Event()
-    clock = make_clock(args.speed, start, stop=stop)
-    runner = _SimulationThread(sim, clock, connector_for(mqtt, shared=args.shared_client or args.speed is None))
-    speed = "max" if args.speed is None else f"{args.speed:g}x"
-    window = f"{start.astimezone(tz).isoformat()} to {sim.end.astimezone(tz).isoformat()}"
-    print(f"parkwatch: demo of park '{park}' ({scenario.name}): {len(sim.stations)} stations, {len(sim.gates)} gates, "
-          f"{window} at {speed}; data in {settings.data_path}; Ctrl-C stops", flush=True)
-    watch = _Watch(settings)
-    runner.start()
     try:
-        with stop_on_signals(stop):
-            while runner.is_alive() and not stop.is_set():
-                runner.join(args.every)
-                _print_alerts(alerts)
-                print(watch.line(clock.now()), flush=True)
-        stop.set()
-        runner.join()
-        _wait_idle(service, runner.stats)
-        _print_alerts(alerts)
-        print(watch.line(clock.now()), flush=True)
+        stop = threading.Event()
+        clock = make_clock(args.speed, start, stop=stop)
+        runner = _SimulationThread(sim, clock, connector_for(mqtt, shared=args.shared_client or args.speed is None))
+        speed = "max" if args.speed is None else f"{args.speed:g}x"
+        window = f"{start.astimezone(tz).isoformat()} to {sim.end.astimezone(tz).isoformat()}"
+        print(f"parkwatch: demo of park '{park}' ({scenario.name}): {len(sim.stations)} stations, "
+              f"{len(sim.gates)} gates, {window} at {speed}; data in {settings.data_path}; Ctrl-C stops", flush=True)
+        _watch(service, runner, clock, stop, alerts=alerts, watch=_Watch(settings), every_s=args.every)
     finally:
         alerts.stop()
     if runner.error is not None:
         print(f"parkwatch: simulation failed: {runner.error}", file=sys.stderr)
         return EXIT_FAILED
     return 0
+
+
+def _watch(service: Service, runner: _SimulationThread, clock: SimClock, stop: threading.Event, *,
+           alerts: Recorder, watch: _Watch, every_s: float) -> None:
+    """Run the simulation, printing a status line every ``every_s`` and alerts as they come; then wait
+    until the service has kept everything and print the last line."""
+    runner.start()
+    with stop_on_signals(stop):
+        while runner.is_alive() and not stop.is_set():
+            runner.join(every_s)
+            _print_alerts(alerts)
+            print(watch.line(clock.now()), flush=True)
+    stop.set()
+    runner.join()
+    _wait_idle(service, runner.stats)
+    _print_alerts(alerts)
+    print(watch.line(clock.now()), flush=True)
 
 
 class _SimulationThread(threading.Thread):

@@ -6,10 +6,11 @@
 
 Without --scenario it simulates a quiet park of N stations (default 4) and N gates (default 4). --interval,
 --duration and --seed override the scenario's; --format overrides its default format (a station that
-names its own format keeps it). --speed 1 (the default) is real time, 10 is ten times faster, max (or 0)
-as fast as possible on a virtual clock. Start: the scenario's, else --start, else on the virtual clock
-2026-06-01T00:00:00+08:00 (so the same seed gives the same bytes), else now (or, faster than real time,
-now minus the duration, so no message lies in the future).
+names its own format or interval keeps it). --speed 1 (the default) is real time, 10 is ten times faster,
+max (or 0) as fast as possible on a virtual clock. Start: --start, else the scenario's `start`, else on the
+virtual clock 2026-06-01T00:00:00+08:00 (so the same seed gives the same bytes), else now (or, faster
+than real time, now minus the duration, so no message lies in the future: the service refuses times more
+than [ingest] max_clock_skew_s ahead of its clock).
 
 In live mode each device has its own MQTT client (client id ``<client_id>-sim-<pid>-<device>``) whose will
 is ``{"online": false}``; with max speed, or --shared-client, one client publishes for every device and the
@@ -78,6 +79,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     stop = threading.Event()
     mqtt = mqtt_settings(settings)
     speed = "max" if args.speed is None else f"{args.speed:g}x"
+    if args.speed is None and sim.end > datetime.now(UTC):
+        print(f"parkwatch: warning: the run ends at {sim.end.isoformat()}, in the future: the service refuses "
+              "readings from the future (give an earlier --start)", file=sys.stderr)
     window = f"{start.astimezone(tz).isoformat()} to {sim.end.astimezone(tz).isoformat()}"
     print(f"parkwatch: simulating {len(sim.stations)} stations and {len(sim.gates)} gates of park "
           f"'{settings.park.id}' ({scenario.name}), {window} at {speed}, to mqtt://{mqtt.host}:{mqtt.port}; "
