@@ -19,7 +19,7 @@ from alerts.render import Renderer
 from alerts.routing import Router
 from ingest.errors import ConfigError, SpoolError
 from ingest.points import FieldValue, Point
-from ingest.spool import SpoolDb
+from ingest.spool import DerivedWriter
 
 log = logging.getLogger(__name__)
 
@@ -46,21 +46,15 @@ class StoreChannel:
     name = "store"
 
     def __init__(self, spool_path: Path, park: str) -> None:
-        self._spool = SpoolDb(spool_path)
+        self._writer = DerivedWriter(spool_path, f"park/{park}/alerts")
         self._park = park
-        self._lock = threading.Lock()
-
-    def open(self) -> None:
-        self._spool.open()
 
     def close(self) -> None:
-        self._spool.close()
+        self._writer.close()
 
     def send(self, notification: Notification) -> None:
         try:
-            with self._lock:
-                self._spool.keep_derived(f"park/{self._park}/alerts",
-                                         [alert_point(self._park, a) for a in notification.alerts])
+            self._writer([alert_point(self._park, a) for a in notification.alerts])
         except SpoolError as exc:
             raise NotifyError(str(exc), retryable=True) from exc
 
@@ -100,8 +94,6 @@ class AlertsRuntime:
 
     def start(self) -> None:
         self.db.open()
-        if self._store is not None:
-            self._store.open()
         if self.link is not None:
             self.link.start()
         for d in self.dispatchers.values():

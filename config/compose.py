@@ -31,7 +31,9 @@ from ingest.hj212_gateway import GatewayPublisher, Hj212Gateway
 from ingest.interfaces import Store
 from ingest.mqtt import MqttSettings, MqttSource
 from ingest.pipeline import Pipeline, PipelineSettings
+from ingest.points import Point
 from ingest.retry import RetryPolicy
+from ingest.spool import DerivedWriter
 from ingest.stores import store_from_url
 from ingest.topics import Topics
 from rules.config import Park
@@ -155,14 +157,15 @@ def build(settings: Settings, *, now_ns: Callable[[], int] = time.time_ns) -> Se
     return service
 
 
-def park_of(settings: Settings) -> Park:
-    return Park(settings.park.tz, settings.park.stations, settings.park.gates)
+def park_of(settings: Settings, derived: Callable[[list[Point]], None] | None = None) -> Park:
+    return Park(settings.park.tz, settings.park.stations, settings.park.gates, id=settings.park.id, derived=derived)
 
 
 def build_rules(settings: Settings, sink: SignalSink) -> RulesRunner:
     """The rules thread; the rules file is read and compiled here, so a bad one stops the start."""
     path = Path(settings.rules.file) if settings.rules.file else None
-    return RulesRunner(path, park_of(settings), sink, state_path=settings.data_path / "rules_state.json",
+    derived = DerivedWriter(settings.data_path / "spool.db", f"park/{settings.park.id}/air/derived")
+    return RulesRunner(path, park_of(settings, derived), sink, state_path=settings.data_path / "rules_state.json",
                        tick_s=settings.rules.tick_s, save_every_s=settings.rules.save_every_s)
 
 

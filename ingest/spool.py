@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -220,3 +221,28 @@ class SpoolDb:
     def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error):  # no transaction was open: nothing to undo
             self._db.execute("ROLLBACK")
+
+
+class DerivedWriter:
+    """Keeps points the service derives (alert changes, averages, AQI) in the spool, so they reach the store
+    with the readings. Thread-safe; the connection is opened on first use (constructors do no I/O)."""
+
+    def __init__(self, path: Path, topic: str) -> None:
+        self._db = SpoolDb(path)
+        self._topic = topic
+        self._open = False
+        self._lock = threading.Lock()
+
+    def __call__(self, points: Sequence[Point]) -> None:
+        if not points:
+            return
+        with self._lock:
+            if not self._open:
+                self._db.open()
+                self._open = True
+            self._db.keep_derived(self._topic, points)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+            self._open = False

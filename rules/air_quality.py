@@ -36,6 +36,7 @@ from rules.signals import Signal
 
 log = logging.getLogger(__name__)
 HOUR = timedelta(hours=1)
+AIR_QUALITY = "air_quality"  # the tracker's name in rule state
 Averaging = Literal["1h", "24h", "8h", "mda8"]
 
 
@@ -64,7 +65,7 @@ def _value(stat: Statistic) -> float | None:
 class AirQualityTracker(BaseRule):
     """Averages and AQI of every station (see the module docstring)."""
 
-    name = "air_quality"
+    name = AIR_QUALITY
 
     def __init__(
         self, park_id: str, tz: Any, *, edition: str | None = None, policy: ValidityPolicy | None = None,

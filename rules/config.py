@@ -22,12 +22,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ingest.errors import ConfigError
+from ingest.points import Point
+from rules.air_quality import AIR_QUALITY, AirQualityTracker, AqiConfig, AqiRule, AverageConfig, AverageRule
 from rules.devices import OfflineConfig, OfflineRule, SilentConfig, SilentRule
 from rules.gates import GATE_RULES, AnyGateRuleConfig
 from rules.interfaces import Rule
@@ -46,6 +48,9 @@ class Park:
     stations: tuple[str, ...] = ()
     gates: tuple[str, ...] = ()
     park_state: ParkState | None = None
+    id: str = "demo"
+    derived: Callable[[list[Point]], None] | None = None  # where averages and AQI points go (the store)
+    air_quality: AirQualityTracker | None = None  # set by `compile_rules`
 
 
 def _with_park_state(build: Callable[[Any, ParkState], Rule]) -> Callable[[Any, Park], Rule]:
@@ -59,6 +64,17 @@ def _with_park_state(build: Callable[[Any, ParkState], Rule]) -> Callable[[Any, 
     return builder
 
 
+def _with_tracker(build: Callable[[Any, AirQualityTracker], Rule]) -> Callable[[Any, Park], Rule]:
+    """An average or AQI rule's builder: the rule reads the tracker that `compile_rules` puts first."""
+
+    def builder(config: Any, park: Park) -> Rule:
+        if park.air_quality is None:
+            raise ValueError(f"rule {config.name}: needs the air-quality tracker that compile_rules shares")
+        return build(config, park.air_quality)
+
+    return builder
+
+
 # type name -> builder; the same key as the `type` field of the config union below
 RULE_TYPES: dict[str, Callable[[Any, Park], Rule]] = {
     "threshold": lambda c, park: ThresholdRule(c),
@@ -68,12 +84,14 @@ RULE_TYPES: dict[str, Callable[[Any, Park], Rule]] = {
     "flatline": lambda c, park: FlatlineRule(c),
     "range": lambda c, park: RangeRule(c),
     "flag": lambda c, park: FlagRule(c),
+    "average": _with_tracker(AverageRule),
+    "aqi": _with_tracker(AqiRule),
     **{kind: _with_park_state(build) for kind, build in GATE_RULES.items()},
 }
 
 AnyRuleConfig = Annotated[
     ThresholdConfig | RateConfig | SilentConfig | OfflineConfig | FlatlineConfig | RangeConfig | FlagConfig
-    | AnyGateRuleConfig,
+    | AverageConfig | AqiConfig | AnyGateRuleConfig,
     Field(discriminator="type"),
 ]
 
@@ -123,6 +141,7 @@ class RulesFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     lateness_s: float = Field(default=3600.0, ge=0)
+    aqi_edition: Literal["2012", "2026"] | None = None  # HJ 633 edition; none: the one in force on the day
     maintenance: tuple[MaintenanceWindow, ...] = ()
     rule: tuple[AnyRuleConfig, ...] = ()
     bookings: BookingsSection = BookingsSection()
@@ -133,8 +152,8 @@ class RulesFile(BaseModel):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"rule names must be unique: {', '.join(dup)} used twice")
-        if PARK_STATE in names:
-            raise ValueError(f"the rule name {PARK_STATE!r} is reserved for the state the gate rules share")
+        if PARK_STATE in names or AIR_QUALITY in names:
+            raise ValueError(f"the rule names {PARK_STATE!r} and {AIR_QUALITY!r} are reserved for shared state")
         return self
 
     @property
@@ -174,16 +193,21 @@ def uses_park_state(rules: RulesFile) -> bool:
 def compile_rules(rules: RulesFile, park: Park) -> list[Rule]:
     """Ready rules in file order; with gate rules, the one ParkState they share first (it must see each
     event before they do)."""
-    if not uses_park_state(rules):
-        return [RULE_TYPES[config.type](config, park) for config in rules.rule]
-    state = ParkState(park.tz, Path(rules.bookings.file) if rules.bookings.file else None)
-    park = replace(park, park_state=state)
-    return [state, *(RULE_TYPES[config.type](config, park) for config in rules.rule)]
+    tracker = AirQualityTracker(park.id, park.tz, edition=rules.aqi_edition,
+                                on_points=park.derived or (lambda points: None))
+    shared: list[Rule] = [tracker]
+    park = replace(park, air_quality=tracker)
+    if uses_park_state(rules):
+        state = ParkState(park.tz, Path(rules.bookings.file) if rules.bookings.file else None)
+        park = replace(park, park_state=state)
+        shared.append(state)
+    return [*shared, *(RULE_TYPES[config.type](config, park) for config in rules.rule)]
 
 
 def fingerprints(rules: RulesFile) -> dict[str, str]:
     """A rule's identity for restoring state: state of a changed rule is not carried over."""
     prints = {r.name: r.model_dump_json() for r in rules.rule}
+    prints[AIR_QUALITY] = f"averages of every station, AQI edition {rules.aqi_edition}"
     if uses_park_state(rules):
         prints[PARK_STATE] = "who is inside, MQTT bookings"  # kept whatever the gate rules' settings
     return prints

@@ -334,8 +334,7 @@ class Simulation:
         sources = {src.name: src for src in s.sources}
         self.stations = [
             Station(spec, park=park, tz=tz, start=start, end=self.end, interval_s=spec.interval or s.interval,
-                    fmt=fmt or s.format,
-                    cns=s.hj212_cns, weather=weather, weather_spec=s.weather,
+                    fmt=fmt or s.format, cns=s.hj212_cns, weather=weather, weather_spec=s.weather,
                     rng=device_random(s.seed, "station", spec.id),
                     fault_rng=device_random(s.seed, "station-faults", spec.id),
                     episodes=station_episodes, faults=station_faults, sources=sources)

@@ -82,8 +82,7 @@ def states(sink: RecordingSink, rule: str | None = None) -> list[tuple[str, str,
 
 
 def park_state(eng: RuleEngine) -> ParkState:
-    state = eng.rules[0]
-    assert isinstance(state, ParkState)
+    (state,) = [r for r in eng.rules if isinstance(r, ParkState)]
     return state
 
 
@@ -484,17 +483,19 @@ class TestParkState:
         assert state.hazmat_inside() == 1
 
     def test_one_shared_state_goes_first(self) -> None:
-        """compile_rules puts one ParkState before the gate rules and hands the same one to each."""
+        """compile_rules puts one ParkState (after the air-quality tracker) before the gate rules and hands the
+        same one to each."""
         parsed = parse_rules({"rule": [{"type": "threshold", "name": "pm25", "value": "pm25",
                                         "levels": [{"above": 75}]}, APPOINTMENT, OVERSTAY, CAP]})
         rules = compile_rules(parsed, Park(TZ))
-        assert [r.name for r in rules] == ["park_state", "pm25", "hazmat_booking", "overstay", "hazmat_cap"]
-        assert all(getattr(r, "state", rules[0]) is rules[0] for r in rules[1:])
+        assert [r.name for r in rules] == ["air_quality", "park_state", "pm25", "hazmat_booking", "overstay",
+                                           "hazmat_cap"]
+        assert all(getattr(r, "state", rules[1]) is rules[1] for r in rules[2:])
 
     def test_no_state_without_gate_rules(self) -> None:
         """A rules file without gate rules compiles as before: no park_state."""
         parsed = parse_rules({"rule": [{"type": "offline", "name": "offline"}]})
-        assert [r.name for r in compile_rules(parsed, Park(TZ))] == ["offline"]
+        assert [r.name for r in compile_rules(parsed, Park(TZ))] == ["air_quality", "offline"]
         assert "park_state" not in fingerprints(parsed)
 
     def test_park_state_is_a_reserved_rule_name(self) -> None:
@@ -618,7 +619,7 @@ class TestRestart:
         before = parse_rules({"rule": [OVERSTAY]})
         after = parse_rules({"rule": [{**OVERSTAY, "max_dwell_s": {"hazmat": 4 * HOUR}}, EXIT]})
         unchanged = {n for n, f in fingerprints(after).items() if fingerprints(before).get(n) == f}
-        assert unchanged == {"park_state"}
+        assert unchanged == {"park_state", "air_quality"}
         eng, _ = engine(OVERSTAY)
         play(eng, vehicle(0))
         eng2, sink = engine(*after.model_dump()["rule"])

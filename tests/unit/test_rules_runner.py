@@ -79,11 +79,11 @@ class TestRunner:
         time.sleep(0.05)
         path.write_text(RULE.format(for_s=0).replace("75.0", "100.0"))
         r.request_reload()
-        assert eventually(lambda: r.engine.rules[0].config.levels[0].above == 100.0)  # type: ignore[attr-defined]
+        assert eventually(lambda: r.engine.rules[-1].config.levels[0].above == 100.0)  # type: ignore[attr-defined]
         path.write_text("[[rule]]\ntype = 'threshold'\n")
         r.request_reload()
         time.sleep(0.2)
-        assert r.engine.rules[0].name == "pm25_high"
+        assert r.engine.rules[-1].name == "pm25_high"
         r.stop()
 
     def test_a_bad_rules_file_stops_the_start(self, tmp_path: Path) -> None:

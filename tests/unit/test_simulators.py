@@ -586,6 +586,22 @@ class TestScenarioFiles:
         assert main(["simulate", "--scenario", str(bad), "--speed", "max"]) == 2
         assert "faults.0.station" in capsys.readouterr().err
 
+    def test_a_station_may_keep_its_own_interval(self) -> None:
+        """A station's own interval wins over the scenario's: ST02 every 30 s, ST01 every minute."""
+        scenario = scenario_from_dict({"duration": 600, "interval": 60,
+                                       "stations": [{"id": "ST01"}, {"id": "ST02", "interval": "30s"}]})
+        messages = run(scenario)
+        assert (len(readings(messages, "ST01")), len(readings(messages, "ST02"))) == (10, 20)
+
+    def test_replay_of_a_bad_file_exits_2_naming_the_line(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """`parkwatch replay` of a file that is not a recording exits 2 naming file and line, before any I/O."""
+        bad = tmp_path / "rec.jsonl"
+        bad.write_text("not json\n", encoding="utf-8")
+        assert main(["replay", str(bad), "--speed", "max"]) == 2
+        assert "rec.jsonl:1" in capsys.readouterr().err
+
     def test_scenario_records_are_stamped_with_simulated_time(self) -> None:
         """scenario_records (for `parkwatch rules test`) gives each message with the time it went out."""
         records = scenario_records(load_scenario(SCENARIO_DIR / "gas_leak.toml"), park="demo")
