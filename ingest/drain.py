@@ -77,6 +77,7 @@ class Drainer:
             if self._write(rows):
                 attempt = 0
                 continue
+            self._spool.checkpoint()  # during an outage the WAL keeps growing: fold it in while waiting
             stop_at = deadline() if self._stop.is_set() else None
             pause = self._s.retry.delay(attempt)
             attempt += 1
@@ -103,6 +104,7 @@ class Drainer:
             self._mark(ok=False, error=str(exc))
             return False
         self._spool.release(rows, failed)
+        self._spool.checkpoint()
         self._mark(ok=True)
         self._on_stored(len(rows) - len(failed))
         return True

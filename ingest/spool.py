@@ -26,7 +26,7 @@ from ingest.points import Point
 
 COUNTERS = ("received", "stored", "deadlettered", "duplicates")
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, point TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS spool (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL, point BLOB NOT NULL,
                                   counted INTEGER NOT NULL DEFAULT 1);
 CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, at INTEGER NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS seen_at ON seen (at);
@@ -67,6 +67,10 @@ class SpoolDb:
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False, timeout=60)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            # No connection checkpoints on commit: a checkpoint of a large WAL under synchronous=FULL took
+            # seconds, stalling the ingest thread (and so the acks). The drainer checkpoints after each
+            # batch it releases (`checkpoint`), off the ingest thread.
+            conn.execute("PRAGMA wal_autocheckpoint=0")
             conn.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot open spool {self._path}: {exc}") from exc
@@ -96,7 +100,7 @@ class SpoolDb:
             new, new_topics, keys = self._dedup(topics, decoded, now_ns)
             db.executemany(
                 "INSERT INTO spool (topic, point) VALUES (?, ?)",
-                [(t, d.point.to_json()) for t, d in zip(new_topics, new, strict=True)],
+                [(t, d.point.to_bytes()) for t, d in zip(new_topics, new, strict=True)],
             )
             db.executemany("INSERT INTO seen (key, at) VALUES (?, ?)", [(k, now_ns) for k in keys])
             db.executemany("INSERT INTO outbox (record) VALUES (?)", [(d.to_json(),) for d in dead])
@@ -148,7 +152,7 @@ class SpoolDb:
         try:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.executemany("INSERT INTO spool (topic, point, counted) VALUES (?, ?, 0)",
-                                 [(topic, p.to_json()) for p in points])
+                                 [(topic, p.to_bytes()) for p in points])
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
@@ -170,7 +174,7 @@ class SpoolDb:
                                     (limit,)).fetchall()
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot read spool: {exc}") from exc
-        return [Row(i, t, Point.from_json(p), bool(c)) for i, t, p, c in rows]
+        return [Row(i, t, Point.from_bytes(p), bool(c)) for i, t, p, c in rows]
 
     def release(self, rows: Sequence[Row], failed: Iterable[tuple[Row, DeadLetter]] = ()) -> None:
         """The store has taken `rows` except `failed` (dead-lettered): forget them, count them."""
@@ -188,6 +192,13 @@ class SpoolDb:
         except sqlite3.Error as exc:
             self._rollback()
             raise SpoolError(f"cannot release stored rows: {exc}") from exc
+
+    def checkpoint(self) -> None:
+        """Copy what the WAL holds into the database file without waiting for anyone (PASSIVE)."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            raise SpoolError(f"cannot checkpoint the spool: {exc}") from exc
 
     # --- dead-letter outbox ---------------------------------------------------------------------------
 

@@ -84,14 +84,12 @@ class AirQualityTracker(BaseRule):
     def observe(self, event: Event, at: datetime) -> Iterable[Signal]:
         self.completed, self.reports = [], []
         if isinstance(event, AirReading):
-            station = self._station(event.station)
             out: list[Statistic] = []
-            for name, value in event.values.items():
-                for item in station.add(at, name, value, event.valid(name)):
-                    if isinstance(item, LateReading):
-                        self.late += 1
-                    else:
-                        out.append(item)
+            for item in self._station(event.station).add_reading(at, event.values, event.valid):
+                if isinstance(item, LateReading):
+                    self.late += 1
+                else:
+                    out.append(item)
             self._completed(out)
         return ()
 

@@ -37,7 +37,7 @@ means. ``snapshot()`` returns this state as JSON-safe values; ``restore()`` take
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -223,6 +223,33 @@ class StationAverages:
             else:
                 series.open.setdefault(hour, _HourSum()).add(value, ts.astimezone(UTC).minute)
         return late + self.advance(ts)
+
+    def add_reading(
+        self, ts: datetime, values: Mapping[str, float], valid: Callable[[str], bool]
+    ) -> tuple[Emitted, ...]:
+        """Take every value of one reading at once (the same as `add` for each, advancing the clock once)."""
+        _aware(ts)
+        hour = _hour(ts)
+        minute = ts.astimezone(UTC).minute
+        closed = self._closed_until is not None and hour < self._closed_until
+        late: list[Emitted] = []
+        for name, value in values.items():
+            series = self._series.get(name)
+            if series is None or not valid(name):
+                continue
+            if not math.isfinite(value):
+                raise ValueError(f"{name}: a valid reading must be finite, not {value!r}")
+            if closed:
+                assert self._closed_until is not None
+                late.append(LateReading(self.station, name, ts, value, self._closed_until.astimezone(self.tz)))
+                continue
+            bucket = series.open.get(hour)
+            if bucket is None:
+                bucket = series.open[hour] = _HourSum()
+            bucket.add(value, minute)
+        if self._watermark is not None and ts <= self._watermark:
+            return tuple(late)  # the clock did not move: nothing can have completed
+        return (*late, *self.advance(ts))
 
     def advance(self, now: datetime) -> tuple[Statistic, ...]:
         """Move the station's event time on to `now` (if later) and return the statistics that completed."""

@@ -335,3 +335,18 @@ class TestSnapshot:
 
         assert got == expected
         assert after.snapshot() == whole.snapshot()
+
+
+class TestWholeReadings:
+    def test_add_reading_gives_what_add_gives_per_value(self) -> None:
+        """Adding a reading's values at once completes the same statistics as adding them one by one."""
+        one, many = averages(), averages()
+        out_one: list[Emitted] = []
+        out_many: list[Emitted] = []
+        for m in range(0, 150):
+            ts = DAY + m * MINUTE
+            values = {"pm25": 30.0 + m % 7, "o3": 60.0, "so2": 5.0, "rh": 50.0}
+            for name, value in values.items():
+                out_one += one.add(ts, name, value, valid=name != "so2")
+            out_many += many.add_reading(ts, values, lambda n: n != "so2")
+        assert out_one == out_many and one.snapshot() == many.snapshot()

@@ -145,3 +145,23 @@ class TestJson:
         """The JSON form keeps Chinese text as it is, without spaces."""
         assert PLATE in point(tags={"plate": PLATE}).to_json()
         assert " " not in point().to_json()
+
+
+class TestSpoolForm:
+    def test_bytes_round_trip_keeps_every_type(self) -> None:
+        """The spool's binary form gives back the same point, int, float, str and bool kept apart."""
+        from ingest.points import Point  # noqa: PLC0415
+
+        point = Point("m", {"plate": "粤R·A1234"}, {"f": 1.0, "i": 1, "s": "1", "b": True}, 1_795_737_600_000_000_001)
+        back = Point.from_bytes(point.to_bytes())
+        assert back == point
+        assert [type(v) for v in back.fields.values()] == [float, int, str, bool]
+
+    def test_unknown_format_is_refused(self) -> None:
+        """Bytes of another format are refused, not misread."""
+        import pytest  # noqa: PLC0415
+
+        from ingest.points import Point  # noqa: PLC0415
+
+        with pytest.raises(ValueError, match="format"):
+            Point.from_bytes(b"\x02junk")
