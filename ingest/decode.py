@@ -214,13 +214,17 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+# One decoder for every message (json.loads with hooks would build one per call); it holds no state.
+_JSON = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
+
+
 def _json_object(payload: bytes) -> dict[str, Any]:
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise Rejected("not_utf8", f"byte {exc.start} is not UTF-8") from None
     try:
-        data = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_no_duplicate_keys)
+        data = _JSON.decode(text)
     except json.JSONDecodeError as exc:
         raise Rejected("invalid_json", f"{exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:

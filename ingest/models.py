@@ -8,6 +8,7 @@ which the caller passes in the validation context as ``tz``.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from datetime import UTC, datetime
@@ -94,15 +95,21 @@ def _device_id(value: str) -> str:
     return value
 
 
+@functools.lru_cache(maxsize=4096)
+def _limits(name: str) -> tuple[float, float]:
+    """The hard limits of a value name, after checking the name (memoised: stations send few names)."""
+    if not VALUE_NAME.fullmatch(name) or name.endswith("_flag"):
+        raise _err("bad_value_name", "value name '{v}' is not a letter then letters, digits, '_'", v=name[:80])
+    return HARD_LIMITS.get(name, (-ANY_LIMIT, ANY_LIMIT))
+
+
 def _values(values: dict[str, float]) -> dict[str, float]:
     if not values:
         raise _err("no_values", "values must hold at least one number")
     if len(values) > MAX_VALUES:
         raise _err("too_many_values", "at most {n} values per reading", n=MAX_VALUES)
     for name, value in values.items():
-        if not VALUE_NAME.fullmatch(name) or name.endswith("_flag"):
-            raise _err("bad_value_name", "value name '{v}' is not a letter then letters, digits, '_'", v=name[:80])
-        low, high = HARD_LIMITS.get(name, (-ANY_LIMIT, ANY_LIMIT))
+        low, high = _limits(name)
         if not low <= value <= high:
             raise _err("value_out_of_range", "{n}={v} outside [{lo}, {hi}]", n=name, v=value, lo=low, hi=high)
     return values
@@ -118,7 +125,7 @@ Timestamp = Annotated[datetime, BeforeValidator(_ts)]
 AnyTime = Annotated[datetime, BeforeValidator(_any_time)]
 Text = Annotated[str, Strict(), AfterValidator(_text)]
 DeviceId = Annotated[str, Strict(), AfterValidator(_device_id)]
-Number = Annotated[float, Strict(), AfterValidator(_finite)]
+Number = Annotated[float, Strict(), Field(allow_inf_nan=False)]  # checked in pydantic-core, not in Python
 
 
 def _flag(value: str) -> str:
