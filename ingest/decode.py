@@ -30,7 +30,7 @@ from ingest.points import FieldValue, Point
 from ingest.topics import Route, Topics
 
 M = TypeVar("M", bound=BaseModel)
-Value = AirReading | GateEvent | DeviceStatus | Appointment | AppointmentCancelled
+Value = AirReading | GateEvent | DeviceStatus | Appointment | AppointmentCancelled | None  # None: no rule event
 
 # pydantic's own error types, mapped onto our reason codes (ours pass through unchanged)
 _PYDANTIC_REASONS = {
@@ -103,11 +103,23 @@ class Decoder:
         self._known(route.device, self._s.stations, "unknown_station")
         lenient = route.device in self._s.lenient_length_stations
         frame = hj212.decode_frame(message.payload, lenient_length=lenient)
+        if frame.cn not in hj212.READING_CNS:
+            return self._other_frame(route.device, frame, message)
         data = hj212.frame_to_readings(frame, tz=self._s.tz, factor_map=self._s.factor_map)
         raw = {"ts": data.ts.isoformat(), "values": data.values, "flags": data.flags}
         period = "" if data.period == "rtd" else data.period  # real-time data is a plain reading, as JSON
         reading = self._validate(AirReading, raw, station=route.device, period=period, mn=frame.mn)
         return self._air_decoded(reading)
+
+    def _other_frame(self, station: str, frame: hj212.Frame, message: Message) -> Decoded:
+        """A valid frame that is not a data upload (status, a command's answer, ...): kept as it came, in
+        measurement `hj212_frame`, counted as stored; it is not a reading and goes to no rule."""
+        tags = {"park": self._s.park, "station": station, "cn": frame.cn}
+        fields: dict[str, FieldValue] = {"st": frame.st, "mn": frame.mn, "segment": frame.segment()}
+        if frame.qn:
+            fields["qn"] = frame.qn
+        digest = hashlib.sha256(message.payload.rstrip(b"\r\n")).hexdigest()[:32]
+        return Decoded(Point("hj212_frame", tags, fields, message.received_ns), f"f|{station}|{digest}", None)
 
     def _air_decoded(self, r: AirReading) -> Decoded:
         ts_ns = _ns(r.ts)

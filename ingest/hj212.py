@@ -417,6 +417,7 @@ def _optional_int(text: str | None) -> int | None:
 _PERIODS: Final[Mapping[str, tuple[Period, str]]] = MappingProxyType(
     {"2011": ("rtd", "Rtd"), "2051": ("minute", "Avg"), "2061": ("hour", "Avg"), "2031": ("day", "Avg")}
 )
+READING_CNS: Final = frozenset(_PERIODS)  # the CNs that are data uploads and become readings
 _NUMERIC_SUFFIXES: Final = ("Rtd", "Avg", "Min", "Max", "Cou", "ZsRtd", "ZsAvg", "ZsMin", "ZsMax")
 _STAT_SUFFIXES: Final = MappingProxyType({s.lower(): s for s in _NUMERIC_SUFFIXES})
 

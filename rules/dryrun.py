@@ -66,7 +66,8 @@ def dry_run(
         except Rejected as exc:
             result.rejected[exc.reason] = result.rejected.get(exc.reason, 0) + 1
             continue
-        engine.process(decoded.value, datetime.fromtimestamp(decoded.point.ts_ns / 1e9, record.time.tzinfo))
+        if decoded.value is not None:
+            engine.process(decoded.value, datetime.fromtimestamp(decoded.point.ts_ns / 1e9, record.time.tzinfo))
     if clock:
         engine.tick(clock[-1] + timedelta(seconds=tick_s))
     result.signals = sink.signals

@@ -86,7 +86,8 @@ class RulesRunner:
             if batch is None:
                 return
             for decoded in batch:
-                self.engine.process(decoded.value, datetime.fromtimestamp(decoded.point.ts_ns / 1e9, UTC))
+                if decoded.value is not None:
+                    self.engine.process(decoded.value, datetime.fromtimestamp(decoded.point.ts_ns / 1e9, UTC))
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + self._tick_s
                 self.engine.tick()

@@ -109,3 +109,13 @@ class TestHj212Frames:
         assert d.point.tags == {"park": "demo", "station": "ST01"}
         assert d.point.fields == {"pm25": 35.2, "co": 0.6, "co_flag": "C", "mn": "LOGGER01"}
         assert d.point.ts_ns == T0 * 10**9
+
+    def test_a_frame_that_is_not_a_data_upload_is_kept_not_read(self) -> None:
+        """A valid CN 2021 (equipment status) frame is kept as hj212_frame with its segment, not dead-lettered."""
+        from ingest import hj212  # noqa: PLC0415
+
+        segment = ("QN=20261127080000000;ST=22;CN=2021;PW=123456;MN=LOGGER01;Flag=4;"
+                   "CP=&&DataTime=20261127080000;i12001-RS=1&&")
+        d = decoder().decode(Message("park/demo/air/ST01/hj212", hj212.build_frame(segment), time.time_ns()))
+        assert d.point.measurement == "hj212_frame" and d.point.tags["cn"] == "2021"
+        assert d.point.fields["segment"] == segment and d.value is None
