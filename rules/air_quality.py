@@ -16,7 +16,6 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ingest.models import AirReading
 from ingest.points import FieldValue, Point
 from rules import aqi as hj633
 from rules import standards
@@ -30,7 +29,7 @@ from rules.averages import (
     Statistic,
     ValidityPolicy,
 )
-from rules.common import RuleConfig, fmt, severity_field
+from rules.common import RuleConfig, fmt, live, severity_field
 from rules.interfaces import BaseRule, Event
 from rules.signals import Signal
 
@@ -83,9 +82,10 @@ class AirQualityTracker(BaseRule):
 
     def observe(self, event: Event, at: datetime) -> Iterable[Signal]:
         self.completed, self.reports = [], []
-        if isinstance(event, AirReading):
+        reading = live(event)
+        if reading is not None:
             out: list[Statistic] = []
-            for item in self._station(event.station).add_reading(at, event.values, event.valid):
+            for item in self._station(reading.station).add_reading(at, reading.values, reading.valid):
                 if isinstance(item, LateReading):
                     self.late += 1
                 else:

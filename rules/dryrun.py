@@ -36,6 +36,7 @@ class DryRunResult:
     signals: list[Signal] = field(default_factory=list)
     messages: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
     late: int = 0
 
 
@@ -48,6 +49,7 @@ def dry_run(
     engine = RuleEngine(compile_rules(rules, park), sink, tz=park.tz, lateness=rules.lateness,
                         maintenance=rules.maintenance, now=lambda: clock[-1])
     result = DryRunResult()
+    seen: set[str] = set()  # the service stores a repeated (station, ts) or (gate, event_id) once; so here
     decoder = Decoder(decode, lambda: int(clock[-1].timestamp() * 1e9))
     next_tick: datetime | None = None
     for record in records:
@@ -66,6 +68,11 @@ def dry_run(
         except Rejected as exc:
             result.rejected[exc.reason] = result.rejected.get(exc.reason, 0) + 1
             continue
+        if decoded.key is not None:
+            if decoded.key in seen:
+                result.duplicates += 1
+                continue
+            seen.add(decoded.key)
         if decoded.value is not None:
             engine.process(decoded.value, datetime.fromtimestamp(decoded.point.ts_ns / 1e9, record.time.tzinfo))
     if clock:

@@ -14,8 +14,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ingest.models import AirReading
-from rules.common import RuleConfig, epoch, fmt, severity_field
+from rules.common import RuleConfig, epoch, fmt, live, severity_field
 from rules.interfaces import BaseRule, Event
 from rules.signals import Signal
 
@@ -59,8 +58,10 @@ class RateRule(BaseRule):
 
     def observe(self, event: Event, at: datetime) -> Iterable[Signal]:
         c = self.config
-        if not isinstance(event, AirReading) or not c.watches(event.station) or not event.valid(c.value):
+        reading = live(event)
+        if reading is None or not c.watches(reading.station) or not reading.valid(c.value):
             return ()
+        event = reading
         value = event.values[c.value]
         window = self._windows.setdefault(event.station, _Window())
         change = window.add(epoch(at), self._sign * value, c.window_s)

@@ -47,6 +47,8 @@ class RulesRunner:
         self._now = now
         self._queue: queue.SimpleQueue[Sequence[Decoded] | None] = queue.SimpleQueue()
         self._reload = threading.Event()
+        self._latest: datetime | None = None
+        self._latest_arrival: datetime | None = None
         self._thread: threading.Thread | None = None
         self._file = load_rules(rules_path) if rules_path else RulesFile()
         self._mtime = self._stat()
@@ -87,14 +89,33 @@ class RulesRunner:
                 return
             for decoded in batch:
                 if decoded.value is not None:
-                    self.engine.process(decoded.value, datetime.fromtimestamp(decoded.point.ts_ns / 1e9, UTC))
+                    at = datetime.fromtimestamp(decoded.point.ts_ns / 1e9, UTC)
+                    self._saw(at)
+                    self.engine.process(decoded.value, at)
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + self._tick_s
-                self.engine.tick()
+                self.engine.tick(self.event_clock())
                 self._maybe_reload()
             if time.monotonic() >= next_save:
                 next_save = time.monotonic() + self._save_every
                 self._save_state()
+
+    # --- the clock of time-driven rules ---------------------------------------------------------------
+
+    def _saw(self, at: datetime) -> None:
+        if self._latest is None or at > self._latest:
+            self._latest, self._latest_arrival = at, self._now()
+
+    def event_clock(self) -> datetime:
+        """The time the time-driven rules (silence, overstay, closing hours) go by: the newest event time,
+        moved on by the wall-clock time since it arrived, and never ahead of the wall clock. With live
+        traffic this is the wall clock; when traffic runs behind it (replay, a backlog drained after an
+        outage, the demo's accelerated past) a device is not silent, nor a vehicle overstaying, merely
+        because the data describe an earlier time."""
+        now = self._now()
+        if self._latest is None or self._latest_arrival is None:
+            return now
+        return min(now, self._latest + (now - self._latest_arrival))
 
     # --- reload ---------------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from ingest.models import AirReading
-from rules.common import RuleConfig, epoch, fmt, severity_field
+from rules.common import RuleConfig, epoch, fmt, live, severity_field
 from rules.interfaces import BaseRule, Event
 from rules.signals import Signal
 
@@ -21,9 +21,10 @@ class _PerValueRule(BaseRule):
 
     def observe(self, event: Event, at: datetime) -> Iterable[Signal]:
         cfg: Any = self.config  # type: ignore[attr-defined]
-        if not isinstance(event, AirReading) or not cfg.watches(event.station):
+        reading = live(event)
+        if reading is None or not cfg.watches(reading.station):
             return ()
-        return self._check(event, at)
+        return self._check(reading, at)
 
     def _check(self, reading: AirReading, at: datetime) -> Iterable[Signal]:
         raise NotImplementedError

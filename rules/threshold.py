@@ -16,8 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ingest.models import AirReading
-from rules.common import RuleConfig, epoch, fmt, severity_field
+from rules.common import RuleConfig, epoch, fmt, live, severity_field
 from rules.interfaces import BaseRule, Event
 from rules.signals import Signal, State
 
@@ -73,9 +72,10 @@ class ThresholdRule(BaseRule):
 
     def observe(self, event: Event, at: datetime) -> Iterable[Signal]:
         c = self.config
-        if not isinstance(event, AirReading) or not c.watches(event.station) or not event.valid(c.value):
+        reading = live(event)
+        if reading is None or not c.watches(reading.station) or not reading.valid(c.value):
             return ()
-        return self._step(event.station, event.values[c.value], at)
+        return self._step(reading.station, reading.values[c.value], at)
 
     def _step(self, source: str, value: float, at: datetime) -> list[Signal]:
         track = self._tracks.get(source) or self._new_track(source)
@@ -137,8 +137,8 @@ class ThresholdRule(BaseRule):
             en = f"{c.value} at {source} is back to {fmt(value)}"
             cn = f"{source} 站 {c.value} 已恢复至 {fmt(value)}"
         else:
-            en = f"{c.value} at {source} is {fmt(value)}, {word} {fmt(lv.above)} ({lv.severity})"
-            cn = f"{source} 站 {c.value} 为 {fmt(value)}，{zh} {fmt(lv.above)}"
+            en = f"{c.value} at {source} is {fmt(value)} ({lv.severity}: {word} {fmt(lv.above)})"
+            cn = f"{source} 站 {c.value} 为 {fmt(value)}（{lv.severity} 级：{zh} {fmt(lv.above)}）"
         return Signal(self.name, source, state, at, lv.severity, value, lv.above, en, cn, {"value_name": c.value})
 
     def snapshot(self) -> dict[str, Any]:

@@ -3,9 +3,10 @@
 A scenario (``simulators/scenarios/*.toml``) names the devices (``[[stations]]``, ``[[gates]]``, emission
 ``[[sources]]``), the weather and the gate traffic, the ``[[episodes]]`` and ``[[faults]]`` at offsets from
 the start (seconds, or text such as ``"2h30m"``; told apart by ``type``), a ``seed``, a ``duration``, and
-the alerts it should cause (``[[expect]]``: rule, source, severity, within_s; data only, for the rules
-and alerts to check themselves against). :func:`load_scenario` validates it all at once and raises
-:class:`ingest.errors.ConfigError` naming the key (``faults.2.station``) and the reason.
+the alerts it should cause (``[[expect]]``: rule, source, severity, and when: within ``within_s`` of
+``after_s``; data for the rules and alerts to check themselves against). :func:`load_scenario` validates it
+all at once and raises :class:`ingest.errors.ConfigError` naming the key (``faults.2.station``) and the
+reason.
 
 A :class:`Simulation` turns a scenario into devices (the booking system, the stations, the gates; each
 with its own random stream derived from the seed) and :meth:`Simulation.run` plays them on a clock:
@@ -99,12 +100,27 @@ class _Spec(BaseModel):
 
 
 class Expectation(_Spec):
-    """An alert the scenario should cause: data for the rules and alerts to test themselves against."""
+    """An alert the scenario should cause: data for the rules and alerts to test themselves against.
+
+    It fires (rule, source; at ``severity`` if given) at or after ``after_s``, seconds from the start of the
+    scenario (the ``at`` of the episode or fault that causes it), and no later than ``within_s`` after that
+    (no limit when not given). Times are event times, as the rules judge them.
+    """
 
     rule: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     source: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     severity: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = None
+    after_s: Seconds = 0.0
     within_s: Seconds | None = None
+
+    def covers(self, rule: str, source: str, severity: str) -> bool:
+        """Whether an alert of ``rule`` on ``source`` at ``severity`` is the one expected."""
+        return rule == self.rule and source == self.source and self.severity in (None, severity)
+
+    def window(self, start: datetime) -> tuple[datetime, datetime | None]:
+        """From when and until when (None: the end of the run) it should fire, for a run from ``start``."""
+        begin = start + timedelta(seconds=self.after_s)
+        return begin, None if self.within_s is None else begin + timedelta(seconds=self.within_s)
 
 
 class Scenario(_Spec):

@@ -5,7 +5,7 @@
 
 Starts what `parkwatch run` starts with no configuration (the embedded broker on 127.0.0.1:1884, SQLite),
 with its data in a temporary directory (removed at exit) unless --data-dir, and the rules of --rules
-(default: config/rules.example.toml). Then it plays a scenario (default: simulators/scenarios/baseline.toml)
+(default: config/rules.example.toml). Then it plays a scenario (default: simulators/scenarios/demo.toml)
 at --speed (default 60: a simulated hour per real minute, starting a duration ago so that no reading lies
 in the future) and prints, every --every seconds, what is stored (readings per station, gate events),
 the dead letters by reason, and every alert change the service publishes as it happens. Stops when the
@@ -43,7 +43,7 @@ from simulators.recording import Recorder
 from simulators.scenario import SCENARIO_DIR, RunStats, Scenario, Simulation, default_scenario, load_scenario
 
 EXIT_FAILED = 1
-DEFAULT_SCENARIO = SCENARIO_DIR / "baseline.toml"
+DEFAULT_SCENARIO = SCENARIO_DIR / "demo.toml"
 DEFAULT_RULES = Path(__file__).resolve().parents[1] / "rules.example.toml"
 IDLE_WAIT_S = 30.0
 

@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{s.at.astimezone(settings.park.tz).isoformat()}  {s.state:<8} {s.severity:<8} "
                   f"{s.rule} {s.source}: {s.message}")
     rejected = ", ".join(f"{k} {v}" for k, v in sorted(result.rejected.items())) or "none"
-    print(f"# {result.messages} messages, {len(result.signals)} alert changes, {result.late} late, "
+    print(f"# {result.messages} messages, {len(result.signals)} alert changes, {result.duplicates} duplicates, "
+          f"{result.late} late, "
           f"rejected: {rejected}", file=sys.stderr)
     return 0
