@@ -8,7 +8,7 @@ once and that the service's accounting closes: received = stored + dead-lettered
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,55 +48,61 @@ def assert_every_reading_once(influxdb1: InfluxDB1Server, counters: dict[str, in
     assert counters["stored"] == N and counters["deadlettered"] == 0
 
 
+def stream_with_fault(
+    service: ServiceProcess, broker: MosquittoServer, influxdb1: InfluxDB1Server, *, rate: float,
+    fault: Callable[[StreamPublisher], None],
+) -> None:
+    """Start the service, stream N readings, inject `fault` mid-stream, and check every reading arrived once."""
+    service.start()
+    publisher = StreamPublisher("127.0.0.1", broker.port, rate=rate)
+    publisher.stream(N)
+    fault(publisher)
+    publisher.finish()
+    assert eventually(lambda: stored(influxdb1) == N, 120), f"stored {stored(influxdb1)} of {N}"
+    publisher.close()
+    assert_every_reading_once(influxdb1, service.terminate())
+
+
 class TestNothingLost:
     def test_influxdb_outage_of_30s_mid_stream(
         self, service: ServiceProcess, mosquitto: MosquittoServer, influxdb1: InfluxDB1Server
     ) -> None:
         """InfluxDB down for 30 s mid-stream: readings wait in the spool and all arrive once it is back."""
-        service.start()
-        publisher = StreamPublisher("127.0.0.1", mosquitto.port, rate=1000)
-        publisher.stream(N)
-        publisher.wait_sent(N // 4)
-        influxdb1.stop()
-        outage_started = time.monotonic()
-        publisher.wait_sent(N // 2)
-        time.sleep(max(0.0, 30 - (time.monotonic() - outage_started)))
-        assert "store write failed" in service.log()
-        influxdb1.start()
-        publisher.finish()
-        assert eventually(lambda: stored(influxdb1) == N, 120), f"stored {stored(influxdb1)} of {N}"
-        publisher.close()
-        assert_every_reading_once(influxdb1, service.terminate())
+
+        def outage(publisher: StreamPublisher) -> None:
+            publisher.wait_sent(N // 4)
+            influxdb1.stop()
+            started = time.monotonic()
+            publisher.wait_sent(N // 2)
+            time.sleep(max(0.0, 30 - (time.monotonic() - started)))
+            assert "store write failed" in service.log()
+            influxdb1.start()
+
+        stream_with_fault(service, mosquitto, influxdb1, rate=1000, fault=outage)
 
     def test_service_killed_with_sigkill_mid_stream(
         self, service: ServiceProcess, mosquitto: MosquittoServer, influxdb1: InfluxDB1Server
     ) -> None:
         """SIGKILL mid-stream: on restart the broker redelivers what was not acknowledged; nothing is lost."""
-        service.start()
-        publisher = StreamPublisher("127.0.0.1", mosquitto.port, rate=4000)
-        publisher.stream(N)
-        publisher.wait_sent(N // 3)
-        service.kill()
-        publisher.wait_sent(N * 2 // 3)
-        service.start()
-        publisher.finish()
-        assert eventually(lambda: stored(influxdb1) == N, 120), f"stored {stored(influxdb1)} of {N}"
-        publisher.close()
-        assert_every_reading_once(influxdb1, service.terminate())
+
+        def crash(publisher: StreamPublisher) -> None:
+            publisher.wait_sent(N // 3)
+            service.kill()
+            publisher.wait_sent(N * 2 // 3)
+            service.start()
+
+        stream_with_fault(service, mosquitto, influxdb1, rate=4000, fault=crash)
 
     def test_broker_restart_mid_stream(
         self, service: ServiceProcess, mosquitto: MosquittoServer, influxdb1: InfluxDB1Server
     ) -> None:
         """The broker (with persistence) restarts mid-stream: the service reconnects and nothing is lost."""
-        service.start()
-        publisher = StreamPublisher("127.0.0.1", mosquitto.port, rate=4000)
-        publisher.stream(N)
-        publisher.wait_sent(N // 3)
-        mosquitto.stop()
-        time.sleep(2)
-        mosquitto.start()
-        publisher.finish()
-        assert eventually(lambda: stored(influxdb1) == N, 120), f"stored {stored(influxdb1)} of {N}"
+
+        def restart(publisher: StreamPublisher) -> None:
+            publisher.wait_sent(N // 3)
+            mosquitto.stop()
+            time.sleep(2)
+            mosquitto.start()
+
+        stream_with_fault(service, mosquitto, influxdb1, rate=4000, fault=restart)
         assert "lost the broker" in service.log()
-        publisher.close()
-        assert_every_reading_once(influxdb1, service.terminate())
