@@ -41,6 +41,8 @@ class SilentRule(BaseRule):
     """Fires when a listed device has sent nothing for `timeout_s` (one that never reported counts from
     the first tick); resolves with its next message."""
 
+    watches_liveness = True  # a station in maintenance still proves it is alive
+
     def __init__(self, config: SilentConfig, devices: Iterable[str]) -> None:
         self.config = config
         self.name = config.name
@@ -96,6 +98,8 @@ class OfflineConfig(RuleConfig):
 
 class OfflineRule(BaseRule):
     """Fires when a device's status (or its MQTT will) says offline; resolves when it says online."""
+
+    watches_liveness = True
 
     def __init__(self, config: OfflineConfig) -> None:
         self.config = config

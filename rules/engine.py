@@ -4,9 +4,11 @@ What the engine decides for every rule (so no rule has to):
 - **Lateness.** Per source (station, gate, device), the newest event time seen is its watermark. An event
   older than the watermark minus `lateness` is late: it was stored, but it neither fires nor clears
   anything (counted in `late`). Events within the lateness are judged in the order they arrive.
-- **Maintenance.** The events of a station inside a maintenance window go to no rule; entering and
-  leaving a window each give one `maintenance` notice. Signals of ticks (silence) about a station in
-  maintenance are dropped, except resolutions, so an alert open before the window can still close.
+- **Maintenance.** The events of a station inside a maintenance window go to no rule but those that
+  watch whether devices are alive (`watches_liveness`: silent, offline); entering and
+  leaving a window each give one `maintenance` notice. A condition a tick raises inside the window (a
+  station falling silent) is held: if it ends inside the window nobody hears of it, if it still holds
+  when the window ends it is raised then. Resolutions pass, so an alert open before the window closes.
 - **Isolation.** A rule that raises is logged and skipped; the other rules still see the event.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -58,6 +61,7 @@ class RuleEngine:
         self._now = now
         self._watermarks: dict[str, datetime] = {}
         self._in_maintenance: set[str] = set()
+        self._held: dict[tuple[str, str], Signal] = {}  # raised by ticks inside a maintenance window
         self.late = 0
         self.errors = 0
 
@@ -71,15 +75,16 @@ class RuleEngine:
         if mark is None or at > mark:
             self._watermarks[source] = at
         signals = self._maintenance_notice(source, at)
-        if source not in self._in_maintenance:
-            for rule in self.rules:
+        maintained = source in self._in_maintenance
+        for rule in self.rules:
+            if not maintained or getattr(rule, "watches_liveness", False):
                 signals.extend(self._call(rule, rule.observe, event, at))
         return self._emit(signals)
 
     def tick(self, now: datetime | None = None) -> list[Signal]:
         """Let time pass (silence, overstay); `now` defaults to the injected clock."""
         now = now or self._now()
-        signals: list[Signal] = []
+        signals = self._release_held(now)
         for rule in self.rules:
             signals.extend(self._call(rule, rule.tick, now))
         return self._emit(signals)
@@ -105,10 +110,26 @@ class RuleEngine:
                 rule.restore(saved[rule.name])
 
     def _emit(self, signals: list[Signal]) -> list[Signal]:
-        kept = [s for s in signals if s.state in ("resolved", "notice") or not self._maintained(s.source, s.at)]
+        kept = []
+        for s in signals:
+            if s.state in ("pending", "firing") and self._maintained(s.source, s.at):
+                self._held[s.key] = s  # raised in maintenance: held until the window ends
+            elif s.state == "resolved" and s.key in self._held:
+                del self._held[s.key]  # it ended inside the window: nobody needs to hear of it
+            else:
+                kept.append(s)
         if kept:
             self._sink.emit(kept)
         return kept
+
+    def _release_held(self, now: datetime) -> list[Signal]:
+        """Conditions that began in a maintenance window and still hold after it: raised now."""
+        out = []
+        for key, s in list(self._held.items()):
+            if not self._maintained(s.source, now):
+                del self._held[key]
+                out.append(replace(s, at=max(now, s.at)))
+        return out
 
     def _call(self, rule: Rule, fn: Callable[..., Iterable[Signal]], *args: Any) -> list[Signal]:
         try:

@@ -264,3 +264,28 @@ class TestRulesFile:
         """A clear level above the limit (for `above`) would never end the alert: refused."""
         with pytest.raises(ConfigError, match="hysteresis"):
             parse_rules({"rule": [{**PM25, "levels": [{"above": 75, "clear": 80}]}]})
+
+
+class TestMaintenanceAndTicks:
+    WINDOW: ClassVar[dict[str, Any]] = {"stations": ["ST01"], "start": T0.isoformat(),
+                                         "end": (T0 + timedelta(hours=1)).isoformat()}
+    SILENT: ClassVar[dict[str, Any]] = {"type": "silent", "name": "silent", "devices": ["ST01"], "timeout_s": 300}
+
+    def test_silence_that_ends_inside_the_window_is_never_heard_of(self) -> None:
+        """A station silent during its maintenance and back before the end raises nothing."""
+        eng, sink = engine(self.SILENT, maintenance=[self.WINDOW])
+        eng.tick(T0)
+        eng.tick(T0 + timedelta(minutes=10))
+        feed(eng, [(1800, 1.0), (3500, 1.0), (3700, 1.0)])
+        eng.tick(T0 + timedelta(seconds=3800))
+        assert [s for s in sink.states() if s[0] == "silent"] == []
+
+    def test_silence_that_outlasts_the_window_is_raised_when_it_ends(self) -> None:
+        """A station that falls silent in maintenance and stays silent alerts once the window is over."""
+        eng, sink = engine(self.SILENT, maintenance=[self.WINDOW])
+        eng.tick(T0)
+        eng.tick(T0 + timedelta(minutes=10))
+        assert sink.signals == []
+        eng.tick(T0 + timedelta(hours=1, seconds=5))
+        assert [(s.rule, s.state, s.at) for s in sink.signals] == [
+            ("silent", "firing", T0 + timedelta(hours=1, seconds=5))]
