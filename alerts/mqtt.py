@@ -21,7 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from alerts.interfaces import NotifyError
 from alerts.model import Notification
-from ingest.mqtt import MqttSettings
+from ingest.mqtt import MqttSettings, configure_security
 
 log = logging.getLogger(__name__)
 _UNSAFE = re.compile(r"[+#/\x00]")
@@ -45,10 +45,7 @@ class AlertLink:
             CallbackAPIVersion.VERSION2, client_id=f"{settings.client_id}-alerts",
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
         )
-        if settings.username is not None:
-            self._client.username_pw_set(settings.username, settings.password)
-        if settings.tls:
-            self._client.tls_set(ca_certs=settings.ca_file, certfile=settings.cert_file, keyfile=settings.key_file)
+        configure_security(self._client, settings)
         self._client.reconnect_delay_set(max(1, int(settings.retry.initial_s)), max(1, int(settings.retry.cap_s)))
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message

@@ -27,6 +27,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "config.commands.demo",
     "config.commands.record",
     "config.commands.replay",
+    "config.commands.report",
 )
 
 
@@ -89,6 +90,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"parkwatch: listening on {kind} {service.mqtt_url}, park '{settings.park.id}'", flush=True)
     print(f"parkwatch: storing to {service.store_url}; spool and dead letters in {settings.data_path}/",
           flush=True)
+    if service.http is not None:
+        print(f"parkwatch: operations on {service.http.url} (/healthz, /metrics, /api/alerts, /api/vehicles)",
+              flush=True)
     print(f"parkwatch: publish readings to park/{settings.park.id}/air/<station>/reading; Ctrl-C stops",
           flush=True)
     while not stop.wait(1.0):
@@ -119,7 +123,7 @@ def cmd_hj212_gateway(args: argparse.Namespace) -> int:
     host = (args.listen or settings.hj212.gateway.listen).rpartition(":")[0]
     mqtt = mqtt_settings(settings)
     print(f"parkwatch: HJ 212 gateway on {host}:{gateway.port}, frames to park/{settings.park.id}/air/<station>/hj212 "
-          f"on mqtt://{mqtt.host}:{mqtt.port}; Ctrl-C stops", flush=True)
+          f"on {mqtt.url}; Ctrl-C stops", flush=True)
     while not stop.wait(1.0):
         pass
     gateway.stop()

@@ -21,6 +21,7 @@ from alerts.notifiers.config import NOTIFIERS
 from alerts.render import Renderer
 from alerts.routing import Router
 from alerts.runtime import AlertsRuntime, StoreChannel
+from config.http_api import HttpApi, view_of
 from config.settings import GatewaySection, Settings, parse_mqtt_url
 from ingest import hj212
 from ingest.decode import Decoder, DecodeSettings
@@ -33,6 +34,7 @@ from ingest.mqtt import MqttSettings, MqttSource
 from ingest.pipeline import Pipeline, PipelineSettings
 from ingest.points import Point
 from ingest.retry import RetryPolicy
+from ingest.security import redact_url
 from ingest.spool import DerivedWriter
 from ingest.stores import store_from_url
 from ingest.topics import Topics
@@ -59,6 +61,7 @@ class Service:
     alerts: AlertsRuntime
     gateway: Hj212Gateway | None = None
     gateway_publisher: GatewayPublisher | None = None
+    http: HttpApi | None = None  # the operations endpoint (/healthz, /metrics, /api/...)
 
     def start(self) -> None:
         if self.broker is not None:
@@ -67,11 +70,15 @@ class Service:
         self.alerts.start()
         self.rules.start()
         self.pipeline.start()
+        if self.http is not None:
+            self.http.start()
         if self.gateway is not None and self.gateway_publisher is not None:
             self.gateway_publisher.start()
             self.gateway.start()
 
     def stop(self) -> None:
+        if self.http is not None:
+            self.http.stop()
         if self.gateway is not None and self.gateway_publisher is not None:
             self.gateway.stop()
             self.gateway_publisher.stop()
@@ -87,12 +94,18 @@ def mqtt_settings(settings: Settings) -> MqttSettings:
     m = settings.mqtt
     url = m.url or f"mqtt://{settings.embedded.host}:{settings.embedded.port}"
     host, port, tls, user, password = parse_mqtt_url(url)
+    username = m.username if m.username is not None else user
+    password = m.password.get_secret_value() if m.password is not None else password
+    if password is not None and username is None:
+        raise ConfigError("mqtt.username", "a password is configured but no user name")
+    if not tls and (m.ca_file or m.cert_file or m.key_file):
+        raise ConfigError("mqtt.url", "ca_file, cert_file or key_file is set: the URL must be mqtts:// (TLS)")
     return MqttSettings(
         host=host,
         port=port,
         client_id=m.client_id or f"parkwatch-{settings.park.id}",
-        username=m.username if m.username is not None else user,
-        password=m.password if m.password is not None else password,
+        username=username,
+        password=password,
         tls=tls,
         ca_file=m.ca_file,
         cert_file=m.cert_file,
@@ -124,12 +137,13 @@ def decode_settings(settings: Settings) -> DecodeSettings:
 def build(settings: Settings, *, now_ns: Callable[[], int] = time.time_ns) -> Service:
     """Compile settings into a Service that is ready to start. Raises ConfigError; does no I/O."""
     s = settings
-    store = store_from_url(s.store_url, token=s.store.token, timeout_s=s.store.timeout_s)
+    token = s.store.token.get_secret_value() if s.store.token is not None else None
+    store = store_from_url(s.store_url, token=token, timeout_s=s.store.timeout_s, ca_file=s.store.ca_file)
     if s.store.retry_cap_s < s.store.retry_initial_s:
         raise ConfigError("store.retry_cap_s", "must not be below store.retry_initial_s")
     topics = Topics(s.park.id)
     mqtt = mqtt_settings(s)
-    source = MqttSource(mqtt, topics.subscriptions(), now_ns=now_ns)
+    source = MqttSource(mqtt, subscriptions(s), held_file=s.data_path / "subscriptions.json", now_ns=now_ns)
     decoder = Decoder(decode_settings(s), now_ns)
     pipeline_settings = PipelineSettings(
         spool_path=s.data_path / "spool.db",
@@ -150,11 +164,26 @@ def build(settings: Settings, *, now_ns: Callable[[], int] = time.time_ns) -> Se
     alerts = build_alerts(s, mqtt, pipeline_settings.spool_path)
     rules = build_rules(s, alerts.manager)
     pipeline.add_listener(rules.feed)
-    service = Service(s, source, pipeline, store, broker, f"mqtt://{mqtt.host}:{mqtt.port}", _redact(s.store_url),
+    service = Service(s, source, pipeline, store, broker, mqtt.url, redact_url(s.store_url),
                       rules, alerts)
     if s.hj212.gateway.enabled:
         service.gateway_publisher, service.gateway = build_gateway(s, now_ns=now_ns)
+    if s.http.enabled:
+        service.http = HttpApi(s.http, view_of(source, pipeline, rules, alerts))
     return service
+
+
+def subscriptions(settings: Settings) -> tuple[str, ...]:
+    """The whole park, or with `mqtt.subscribe = "listed"` only this instance's own stations and gates."""
+    s = settings
+    topics = Topics(s.park.id)
+    if s.mqtt.subscribe == "all":
+        return topics.subscriptions()
+    if not s.park.stations and not s.park.gates:
+        raise ConfigError("mqtt.subscribe", "'listed' needs [park] stations and/or gates to subscribe to")
+    if s.mqtt.client_id is None:
+        raise ConfigError("mqtt.client_id", "must be set, and differ between instances, with mqtt.subscribe = 'listed'")
+    return topics.subscriptions_for(s.park.stations, s.park.gates)
 
 
 def park_of(settings: Settings, derived: Callable[[list[Point]], None] | None = None) -> Park:
@@ -198,10 +227,3 @@ def build_gateway(
     mqtt = replace(mqtt, client_id=f"{mqtt.client_id}-gateway")
     publisher = GatewayPublisher(mqtt, timeout_s=section.publish_timeout_s)
     return publisher, Hj212Gateway(section, publisher, park=settings.park.id, now_ns=now_ns)
-
-
-def _redact(url: str) -> str:
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.split('@', 1)[1]}"

@@ -2,37 +2,50 @@
 
 Unknown keys are errors (a typo must not be silently ignored). A bad configuration raises ``ConfigError``
 naming the dotted key and the bad value, and the service refuses to start. Environment variables
-override the file: PARKWATCH_MQTT_URL, PARKWATCH_STORE_URL, PARKWATCH_PARK_ID, PARKWATCH_INFLUXDB_TOKEN.
+override the file: PARKWATCH_MQTT_URL, PARKWATCH_STORE_URL, PARKWATCH_PARK_ID, PARKWATCH_INFLUXDB_TOKEN,
+PARKWATCH_MQTT_PASSWORD. Secrets (`[mqtt] password`, `[store] token`) may also come from files
+(`password_file`, `token_file`), read here once; they are SecretStr, so no repr or dump shows them, and
+a URL in a repr shows no password.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from alerts.notifiers.config import NotifierConfig
 from alerts.render import Templates
 from alerts.routing import Route, Silence
 from ingest.errors import ConfigError
 from ingest.models import DEVICE_ID
+from ingest.security import read_secret_file, redact_url
 
 ENV_OVERRIDES = {
     "PARKWATCH_MQTT_URL": ("mqtt", "url"),
     "PARKWATCH_STORE_URL": ("store", "url"),
     "PARKWATCH_PARK_ID": ("park", "id"),
     "PARKWATCH_INFLUXDB_TOKEN": ("store", "token"),
+    "PARKWATCH_MQTT_PASSWORD": ("mqtt", "password"),
 }
+# A secret and the file it may be read from: [section] key and key_file (an environment variable for the key
+# overrides both).
+SECRET_FILES = (("mqtt", "password"), ("store", "token"))
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """A `url` shows without its password (secrets themselves are SecretStr or not in the repr)."""
+        for key, value in super().__repr_args__():
+            yield key, redact_url(value) if key == "url" and isinstance(value, str) else value
 
 
 class ParkSection(_Section):
@@ -74,14 +87,18 @@ class MqttSection(_Section):
     url: str | None = None  # None: the embedded broker
     client_id: str | None = None
     username: str | None = None
-    password: str | None = Field(default=None, repr=False)
-    ca_file: str | None = None
+    password: SecretStr | None = None  # or in the URL, or PARKWATCH_MQTT_PASSWORD
+    password_file: str | None = None  # read once at start-up; a trailing newline is not part of the password
+    ca_file: str | None = None  # TLS (mqtts://): the CA of the broker's certificate; none: the system's CAs
     cert_file: str | None = None
     key_file: str | None = None
     protocol: Literal[5, 4] = 5
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     receive_maximum: int = Field(default=10000, ge=1, le=65535)
     session_expiry_s: int = Field(default=7 * 86400, ge=0)
+    # "all": every device of the park; "listed": only [park] stations and gates, for a static split of the
+    # park between instances (each with its own client_id and data_dir; see README, Scale-out)
+    subscribe: Literal["all", "listed"] = "all"
 
     @field_validator("url")
     @classmethod
@@ -93,7 +110,9 @@ class MqttSection(_Section):
 
 class StoreSection(_Section):
     url: str | None = None  # None: sqlite in the data directory
-    token: str | None = Field(default=None, repr=False)
+    token: SecretStr | None = None  # influxdb://: the API token; or PARKWATCH_INFLUXDB_TOKEN
+    token_file: str | None = None  # read once at start-up; a trailing newline is not part of the token
+    ca_file: str | None = None  # influxdbs://, influxdb1s://: the CA of the server's certificate; none: the system's
     batch_size: int = Field(default=5000, ge=1, le=100_000)
     flush_interval_s: float = Field(default=1.0, gt=0, le=3600)
     timeout_s: float = Field(default=10.0, gt=0, le=600)
@@ -192,6 +211,22 @@ class LogSection(_Section):
     json_lines: bool = False
 
 
+class HttpSection(_Section):
+    """The operations endpoint: /healthz, /metrics, /api/alerts, /api/vehicles (ingest/http_api.py)."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:9812"  # host:port; loopback by default (read-only, but not for the whole network)
+    spool_limit: int = Field(default=1_000_000, ge=1)  # more messages than this in the spool: /healthz says 503
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:  # 0: any free port
+            raise ValueError(f"{value!r} is not host:port")
+        return value
+
+
 class Settings(_Section):
     data_dir: str = "parkwatch-data"
     park: ParkSection = ParkSection()
@@ -204,6 +239,7 @@ class Settings(_Section):
     alerts: AlertsSection = AlertsSection()
     embedded: EmbeddedSection = EmbeddedSection()
     log: LogSection = LogSection()
+    http: HttpSection = HttpSection()
 
     @property
     def data_path(self) -> Path:
@@ -245,8 +281,10 @@ def settings_from_dict(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
             raw.setdefault(section, {})
             if isinstance(raw[section], dict):
                 raw[section][key] = env[var]
+                if (section, key) in SECRET_FILES:
+                    raw[section].pop(f"{key}_file", None)
     try:
-        return Settings.model_validate(raw)
+        return _with_secret_files(Settings.model_validate(raw))
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
         key = ".".join(str(p) for p in error["loc"]) or "(top level)"
@@ -255,6 +293,21 @@ def settings_from_dict(raw: dict[str, Any], env: Mapping[str, str]) -> Settings:
         shown = "" if secret or isinstance(value, dict) else f" (got {value!r})"
         reason = "unknown key" if error["type"] == "extra_forbidden" else error["msg"] + shown
         raise ConfigError(key, reason) from None
+
+
+def _with_secret_files(settings: Settings) -> Settings:
+    """Read `password_file` and `token_file` into `password` and `token`; ConfigError naming the key."""
+    updates: dict[str, Any] = {}
+    for section, key in SECRET_FILES:
+        part = getattr(settings, section)
+        path = getattr(part, f"{key}_file")
+        if path is None:
+            continue
+        if getattr(part, key) is not None:
+            raise ConfigError(f"{section}.{key}_file", f"give {section}.{key} or {section}.{key}_file, not both")
+        secret = SecretStr(read_secret_file(path, f"{section}.{key}_file"))
+        updates[section] = part.model_copy(update={key: secret})
+    return settings.model_copy(update=updates) if updates else settings
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int, bool, str | None, str | None]:

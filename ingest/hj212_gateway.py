@@ -21,7 +21,6 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import ssl
 import threading
 import time
 from collections import Counter
@@ -35,7 +34,7 @@ from ingest.errors import Hj212Error, ParkWatchError, Rejected
 from ingest.hj212 import FrameSplitter, answer_9014, decode_frame
 from ingest.messages import DeadLetter
 from ingest.models import DEVICE_ID
-from ingest.mqtt import MqttSettings
+from ingest.mqtt import MqttSettings, configure_security
 from ingest.throttle import ThrottledLog
 from ingest.topics import Topics
 
@@ -162,11 +161,7 @@ class GatewayPublisher:
             client_id=s.client_id,
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
         )
-        if s.username is not None:
-            client.username_pw_set(s.username, s.password)
-        if s.tls:
-            client.tls_set(ca_certs=s.ca_file, certfile=s.cert_file, keyfile=s.key_file,
-                           tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        configure_security(client, s)
         client.max_queued_messages_set(0)  # bounded by our slots; paho's own bound would race them
         client.max_inflight_messages_set(self._max_inflight)
         client.reconnect_delay_set(max(1, round(s.retry.initial_s)), max(1, round(s.retry.cap_s)))

@@ -7,9 +7,13 @@ name used in the configuration (the URL scheme of ``[store] url``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
 from ingest.points import Point
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Store(Protocol):
@@ -22,6 +26,21 @@ class Store(Protocol):
     """
 
     def write(self, points: Sequence[Point]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class FrameReader(Protocol):
+    """Reads back what a store holds, for reports (``ingest/stores/readers.py``: SQLite, InfluxDB 1.x).
+
+    ``read_frame`` returns the rows of one measurement with ``start <= time < end`` (aware datetimes) as a
+    pandas DataFrame: a column ``time`` (datetime64[ns, UTC], ascending), one column per tag (text, ''
+    where a row has none) and one per field (missing values NaN/None). A measurement the store does not
+    hold gives no rows. Booleans may come back as 0/1 (SQLite keeps no boolean type). Failures raise
+    ``StoreError``: ``retryable`` when the store is unreachable or busy, not when the question is wrong.
+    """
+
+    def read_frame(self, measurement: str, start: datetime, end: datetime) -> pd.DataFrame: ...
 
     def close(self) -> None: ...
 

@@ -7,26 +7,35 @@ recognises what had already been kept.
 
 The session is persistent (fixed client id, clean start off, a long session expiry) and the client
 announces a large MQTT 5 Receive Maximum, so holding acknowledgements does not throttle delivery.
+
+The broker keeps a persistent session's subscriptions, so a changed list of filters (a station added to or
+moved away from this instance) must be applied to a resumed session: the filters the session holds are
+remembered in a small file, and on a resumed session only the difference is subscribed and unsubscribed.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import queue
 import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest.messages import Message
 from ingest.retry import RetryPolicy
+from ingest.security import client_tls_context
 
 log = logging.getLogger(__name__)
 
@@ -48,24 +57,52 @@ class MqttSettings:
     session_expiry_s: int = 7 * 86400
     retry: RetryPolicy = RetryPolicy(initial_s=0.5, cap_s=30.0)
 
+    @property
+    def url(self) -> str:
+        """Where the broker is, for messages: scheme, host and port, never a user or password."""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+
+
+def configure_security(client: paho.Client, settings: MqttSettings) -> None:
+    """TLS (for mqtts://) and user name and password: the same for every MQTT client of ours.
+
+    TLS checks the broker's certificate against `ca_file` (or the system's CAs) and its host name, uses
+    TLS 1.2 or later, and presents the client certificate if one is configured. A CA, certificate or key
+    file that cannot be used is a ConfigError naming the key (mqtt.ca_file, mqtt.cert_file, mqtt.key_file).
+    """
+    if settings.username is not None:
+        client.username_pw_set(settings.username, settings.password)
+    if settings.tls:
+        client.tls_set_context(client_tls_context(ca_file=settings.ca_file, cert_file=settings.cert_file,
+                                                  key_file=settings.key_file, section="mqtt"))
+
 
 def _written_by_network_thread(client: paho.Client, userdata: Any, sock: Any) -> None:
     """paho's external-loop hook: nothing to register, our network thread's `loop()` writes."""
 
 
 class MqttSource:
-    """Subscribes to `subscriptions` at QoS 1 and yields Messages; also publishes (dead letters, alerts)."""
+    """Subscribes to `subscriptions` at QoS 1 and yields Messages; also publishes (dead letters, alerts).
+
+    `held_file` remembers which filters the broker's session holds, so that a resumed session is brought to
+    the current list; without it a resumed session is assumed to hold them all (MQTT 3.1.1) or is simply
+    subscribed again (MQTT 5, retained messages only for filters that are new to the session).
+    """
 
     def __init__(
         self,
         settings: MqttSettings,
         subscriptions: Sequence[str],
         *,
+        held_file: Path | None = None,
         now_ns: Callable[[], int] = time.time_ns,
         name: str = "mqtt-network",
     ) -> None:
         self._s = settings
         self._subscriptions = tuple(subscriptions)
+        self._held_file = held_file
+        self._sync_awaited = 0  # SUBACK/UNSUBACK of the last subscription sync not yet arrived
+        self._sync_ok = True
         self._now_ns = now_ns
         self._name = name
         self._queue: queue.SimpleQueue[Message] = queue.SimpleQueue()
@@ -153,17 +190,14 @@ class MqttSource:
             manual_ack=True,
             reconnect_on_failure=False,
         )
-        if s.username is not None:
-            client.username_pw_set(s.username, s.password)
-        if s.tls:
-            client.tls_set(ca_certs=s.ca_file, certfile=s.cert_file, keyfile=s.key_file,
-                           tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        configure_security(client, s)
         client.max_queued_messages_set(0)
         client.max_inflight_messages_set(1000)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        client.on_unsubscribe = self._on_unsubscribe
         # Acknowledgements are queued by the ingest thread and written by the network thread's loop (woken
         # through paho's socket pair), in batches: without this hook paho writes each PUBACK itself, on the
         # calling thread, a syscall and a lock round per message.
@@ -181,6 +215,8 @@ class MqttSource:
     def _run(self) -> None:
         attempt = 0
         while not self._stop.is_set() and not self._closing:
+            generation = self._generation  # _on_connect raises it when the broker accepts this connection
+            rc = MQTTErrorCode.MQTT_ERR_SUCCESS
             try:
                 kwargs: dict[str, Any] = {"clean_start": False} if self._s.protocol == 5 else {}
                 self._client.connect(self._s.host, self._s.port, self._s.keepalive_s,
@@ -188,22 +224,26 @@ class MqttSource:
             except (OSError, ssl.SSLError, ValueError) as exc:
                 delay = self._s.retry.delay(attempt)
                 attempt += 1
-                log.warning("broker %s:%d unreachable (%s); retrying in %.1fs", self._s.host, self._s.port,
-                            exc, delay)
+                log.warning("broker %s unreachable (%s); retrying in %.1fs", self._s.url, exc, delay)
                 self._stop.wait(delay)
                 continue
             while not self._stop.is_set():
                 rc = self._client.loop(timeout=0.2)
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     break  # connection lost, or our own DISCONNECT has gone out
-            if self._connected.is_set():
+            accepted = self._generation != generation
+            if accepted:
                 attempt = 0
             self._connected.clear()
             if not self._stop.is_set() and not self._closing:
                 delay = self._s.retry.delay(attempt)
                 attempt += 1
                 self.reconnects += 1
-                log.warning("lost the broker; reconnecting in %.1fs", delay)
+                if accepted:
+                    log.warning("lost the broker; reconnecting in %.1fs", delay)
+                else:  # refused (logged by _on_connect), or closed in TLS: client certificate, mqtt:// vs mqtts://
+                    log.warning("broker %s closed the connection before accepting it (%s); retrying in %.1fs",
+                                self._s.url, paho.error_string(rc), delay)
                 self._stop.wait(delay)
 
     def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -213,11 +253,63 @@ class MqttSource:
             return
         with self._lock:
             self._generation += 1
-        if not flags.session_present:
-            client.subscribe([(topic, 1) for topic in self._subscriptions])
+        self._sync_subscriptions(client, resumed=bool(flags.session_present))
         self._connected.set()
         log.info("connected to %s:%d (session %s)", self._s.host, self._s.port,
                  "resumed" if flags.session_present else "new")
+
+    def _sync_subscriptions(self, client: paho.Client, *, resumed: bool) -> None:
+        """Bring the session's subscriptions to the configured list: all of them for a new session, only
+        the difference for a resumed one whose filters are remembered."""
+        held = self._held() if resumed else set()
+        if held is None and self._s.protocol != 5:
+            return  # a resumed MQTT 3.1.1 session of unknown filters: subscribing again would replay retained
+        held = held or set()
+        stale = sorted(held - set(self._subscriptions))
+        new = [topic for topic in self._subscriptions if topic not in held]
+        self._sync_awaited, self._sync_ok = bool(stale) + bool(new), True
+        if stale:
+            client.unsubscribe(stale)
+            log.info("unsubscribing from %d topic filters no longer configured", len(stale))
+        if not new:
+            return
+        if self._s.protocol == 5:  # retain handling 1: retained messages only for filters new to the session
+            client.subscribe([(topic, SubscribeOptions(qos=1, retainHandling=1)) for topic in new])
+        else:
+            client.subscribe([(topic, 1) for topic in new])
+
+    def _synced(self, ok: bool) -> None:
+        """One SUBACK or UNSUBACK of the sync arrived; once all have, and all succeeded, remember the list."""
+        self._sync_awaited -= 1
+        self._sync_ok = self._sync_ok and ok
+        if self._sync_awaited == 0 and self._sync_ok:
+            self._remember()
+
+    def _held(self) -> set[str] | None:
+        """The filters this client id's session was last subscribed to on this broker; None if unknown."""
+        if self._held_file is None:
+            return None
+        try:
+            record = json.loads(self._held_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict) or record.get("session") != self._session_name():
+            return None
+        return {str(topic) for topic in record.get("filters", [])}
+
+    def _remember(self) -> None:
+        if self._held_file is None:
+            return
+        record = {"session": self._session_name(), "filters": list(self._subscriptions)}
+        tmp = self._held_file.with_name(self._held_file.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(record, indent=1), encoding="utf-8")
+            os.replace(tmp, self._held_file)
+        except OSError as exc:
+            log.warning("cannot remember the subscriptions in %s: %s", self._held_file, exc)
+
+    def _session_name(self) -> str:
+        return f"{self._s.client_id}@{self._s.host}:{self._s.port}"
 
     def _on_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         failed = [r for r in reasons if getattr(r, "is_failure", False)]
@@ -225,6 +317,10 @@ class MqttSource:
             log.error("broker refused %d of %d subscriptions: %s", len(failed), len(reasons), failed)
         else:
             log.info("subscribed to %d topic filters at QoS 1", len(reasons))
+        self._synced(not failed)
+
+    def _on_unsubscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        self._synced(True)  # "no subscription existed" is no failure: the filter is gone either way
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self._connected.clear()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,6 +33,7 @@ class Topics:
         return f"park/{self.park}/"
 
     def subscriptions(self) -> tuple[str, ...]:
+        """Every device of the park (the default: one instance takes the whole park)."""
         p = self.prefix
         return (
             f"{p}air/+/reading",
@@ -40,6 +42,17 @@ class Topics:
             f"{p}+/+/status",
             f"{p}registry/appointment/+",
         )
+
+    def subscriptions_for(self, stations: Sequence[str], gates: Sequence[str]) -> tuple[str, ...]:
+        """Only the listed devices (a static split of the park between instances): each station's readings,
+        HJ 212 frames and status, each gate's events and status, and the appointments if there are gates to
+        check them at. For those devices, the same messages as `subscriptions()`."""
+        p = self.prefix
+        filters = [f"{p}air/{station}/{leaf}" for station in stations for leaf in _LEAVES["air"]]
+        filters += [f"{p}gate/{gate}/{leaf}" for gate in gates for leaf in _LEAVES["gate"]]
+        if gates:
+            filters.append(f"{p}registry/appointment/+")
+        return tuple(filters)
 
     @property
     def deadletter(self) -> str:
@@ -76,6 +89,7 @@ _ROUTES: dict[tuple[str, str], Kind] = {
     ("air", "status"): "status",
     ("gate", "status"): "status",
 }
+_LEAVES = {kind: tuple(leaf for (k, leaf) in _ROUTES if k == kind) for kind in ("air", "gate")}
 
 
 def _plate(plate: str) -> str:

@@ -123,6 +123,7 @@ class AirQualityTracker(BaseRule):
             value = _value(s)
             if not s.valid or value is None or value < 0:
                 continue
+            value = round(value, 9)  # 60 readings of 0.8 average to 0.8000000000000002: not a higher IAQI
             end = _end(s, self._tz)
             if isinstance(s, HourlyMean):
                 hourly.setdefault((s.station, end), {})[s.pollutant] = value

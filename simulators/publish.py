@@ -18,7 +18,6 @@ paho calls ``on_publish`` holding its own lock, so the publisher's condition is 
 from __future__ import annotations
 
 import logging
-import ssl
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
 from ingest.errors import ParkWatchError
-from ingest.mqtt import MqttSettings
+from ingest.mqtt import MqttSettings, configure_security
 
 log = logging.getLogger(__name__)
 
@@ -171,11 +170,7 @@ class MqttPublisher:
             client_id=self._client_id,
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
         )
-        if s.username is not None:
-            client.username_pw_set(s.username, s.password)
-        if s.tls:
-            client.tls_set(ca_certs=s.ca_file, certfile=s.cert_file, keyfile=s.key_file,
-                           tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        configure_security(client, s)
         if will is not None:
             client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         client.max_queued_messages_set(0)  # bounded by max_unacked; paho's own bound would race it

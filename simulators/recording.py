@@ -31,7 +31,6 @@ import binascii
 import json
 import math
 import queue
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -49,7 +48,7 @@ from pydantic_core import PydanticCustomError
 from ingest import hj212
 from ingest.errors import Hj212Error, ParkWatchError
 from ingest.models import VALUE_NAME, parse_ts
-from ingest.mqtt import MqttSettings
+from ingest.mqtt import MqttSettings, configure_security
 from simulators.clock import SimClock
 from simulators.publish import PublishError, Sink, message_kind
 
@@ -390,11 +389,7 @@ class Recorder:
             client_id=client_id,
             protocol=MQTTProtocolVersion.MQTTv5 if s.protocol == 5 else MQTTProtocolVersion.MQTTv311,
         )
-        if s.username is not None:
-            client.username_pw_set(s.username, s.password)
-        if s.tls:
-            client.tls_set(ca_certs=s.ca_file, certfile=s.cert_file, keyfile=s.key_file,
-                           tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        configure_security(client, s)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message

@@ -13,11 +13,13 @@ import pwd
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -45,21 +47,35 @@ def _which(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/sbin:/bin")
 
 
-def http_get(url: str, *, timeout_s: float = 5.0) -> tuple[int, bytes]:
+@dataclass(frozen=True)
+class TlsFiles:
+    """HTTPS for a server: its certificate and key, and the CA that the tests' own requests trust."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+    def client_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca))
+
+
+def http_get(url: str, *, timeout_s: float = 5.0, context: ssl.SSLContext | None = None) -> tuple[int, bytes]:
     """GET `url`: (status, body), also for 4xx/5xx answers."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        with urllib.request.urlopen(url, timeout=timeout_s, context=context) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
 
 
-def http_post_form(url: str, form: dict[str, str], *, timeout_s: float = 10.0) -> tuple[int, bytes]:
+def http_post_form(
+    url: str, form: dict[str, str], *, timeout_s: float = 10.0, context: ssl.SSLContext | None = None
+) -> tuple[int, bytes]:
     """POST an url-encoded form: (status, body), also for 4xx/5xx answers."""
     data = urllib.parse.urlencode(form).encode()
     req = urllib.request.Request(url, data=data, method="POST")
     try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+        with urllib.request.urlopen(req, timeout=timeout_s, context=context) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -77,9 +93,10 @@ class _ServerProcess:
 
     binary: str = ""
 
-    def __init__(self, workdir: Path, *, port: int | None = None) -> None:
+    def __init__(self, workdir: Path, *, port: int | None = None, tls: TlsFiles | None = None) -> None:
         self.workdir = Path(workdir)
         self._port = port if port is not None else free_port()
+        self.tls = tls  # HTTPS instead of HTTP, for the servers that speak HTTP
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -197,24 +214,40 @@ class _ServerProcess:
             self._log.close()
             self._log = None
 
+    @property
+    def _scheme(self) -> str:
+        return "https" if self.tls is not None else "http"
+
+    def _client_context(self) -> ssl.SSLContext | None:
+        return self.tls.client_context() if self.tls is not None else None
+
     def _http_ok(self, path: str, status: int) -> bool:
         try:
-            return http_get(f"http://{HOST}:{self.port}{path}", timeout_s=1.0)[0] == status
+            return http_get(f"{self._scheme}://{HOST}:{self.port}{path}", timeout_s=1.0,
+                            context=self._client_context())[0] == status
         except OSError:
             return False
 
 
 class MosquittoServer(_ServerProcess):
-    """A mosquitto broker on 127.0.0.1 with unlimited queues and, by default, persistence on disk."""
+    """A mosquitto broker on 127.0.0.1 with unlimited queues and, by default, persistence on disk.
+
+    `listener_conf` lines go right after the listener line, so they configure that listener (TLS: cafile,
+    certfile, keyfile, require_certificate, ...); `anonymous=False` refuses clients without a user name
+    (give a `password_file` in `extra_conf`); `extra_conf` lines go at the end.
+    """
 
     binary = "mosquitto"
 
     def __init__(
-        self, workdir: Path, *, port: int | None = None, persistence: bool = True, extra_conf: str = ""
+        self, workdir: Path, *, port: int | None = None, persistence: bool = True, extra_conf: str = "",
+        listener_conf: str = "", anonymous: bool = True,
     ) -> None:
         super().__init__(workdir, port=port)
         self.persistence = persistence
         self.extra_conf = extra_conf
+        self.listener_conf = listener_conf
+        self.anonymous = anonymous
 
     @property
     def url(self) -> str:
@@ -227,7 +260,8 @@ class MosquittoServer(_ServerProcess):
     def _prepare(self) -> None:
         lines = [
             f"listener {self.port} {HOST}",
-            "allow_anonymous true",
+            self.listener_conf,
+            f"allow_anonymous {'true' if self.anonymous else 'false'}",
             # Root would otherwise drop to the `mosquitto` user, who cannot write the temporary directory.
             f"user {pwd.getpwuid(os.geteuid()).pw_name}",
             "max_queued_messages 0",  # no limit: the default (1000) silently drops QoS 1 messages
@@ -253,17 +287,22 @@ class MosquittoServer(_ServerProcess):
 
 
 class InfluxDB1Server(_ServerProcess):
-    """InfluxDB 1.x (`influxd`) with its HTTP API on 127.0.0.1, authentication off, data in `workdir`."""
+    """InfluxDB 1.x (`influxd`) with its HTTP API on 127.0.0.1, authentication off, data in `workdir`.
+
+    With `tls`, the API speaks HTTPS only (`https-enabled`), and `url_for` gives influxdb1s:// URLs.
+    """
 
     binary = "influxd"
 
-    def __init__(self, workdir: Path, *, port: int | None = None, rpc_port: int | None = None) -> None:
-        super().__init__(workdir, port=port)
+    def __init__(
+        self, workdir: Path, *, port: int | None = None, rpc_port: int | None = None, tls: TlsFiles | None = None
+    ) -> None:
+        super().__init__(workdir, port=port, tls=tls)
         self.rpc_port = rpc_port if rpc_port is not None else free_port()
 
     @property
     def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{self._scheme}://{HOST}:{self.port}"
 
     @property
     def config_path(self) -> Path:
@@ -271,7 +310,8 @@ class InfluxDB1Server(_ServerProcess):
 
     def url_for(self, db: str) -> str:
         """The `[store] url` of database `db` on this server."""
-        return f"influxdb1://{HOST}:{self.port}/{urllib.parse.quote(db, safe='')}"
+        scheme = "influxdb1s" if self.tls is not None else "influxdb1"
+        return f"{scheme}://{HOST}:{self.port}/{urllib.parse.quote(db, safe='')}"
 
     def create_database(self, name: str) -> None:
         self.execute(f'CREATE DATABASE "{_influxql_ident(name)}"')
@@ -299,9 +339,10 @@ class InfluxDB1Server(_ServerProcess):
     def _query_json(self, db: str, influxql: str, *, post: bool = False) -> dict[str, Any]:
         form = {"db": db, "q": influxql, "epoch": "ns"}
         if post:
-            status, body = http_post_form(f"{self.base_url}/query", form)
+            status, body = http_post_form(f"{self.base_url}/query", form, context=self._client_context())
         else:
-            status, body = http_get(f"{self.base_url}/query?{urllib.parse.urlencode(form)}", timeout_s=30)
+            status, body = http_get(f"{self.base_url}/query?{urllib.parse.urlencode(form)}", timeout_s=30,
+                                    context=self._client_context())
         if status != 200:
             raise RuntimeError(f"InfluxDB query failed ({status}): {body.decode(errors='replace')}")
         parsed: dict[str, Any] = json.loads(body)
@@ -333,6 +374,7 @@ bind-address = "{HOST}:{self.rpc_port}"
   auth-enabled = false
   log-enabled = false
   max-row-limit = 0
+{self._https_config()}
 
 [monitor]
   store-enabled = false
@@ -345,6 +387,12 @@ bind-address = "{HOST}:{self.rpc_port}"
   suppress-logo = true
 """
 
+    def _https_config(self) -> str:
+        if self.tls is None:
+            return ""
+        return (f'  https-enabled = true\n  https-certificate = "{self.tls.cert}"\n'
+                f'  https-private-key = "{self.tls.key}"')
+
     def _command(self) -> list[str]:
         return ["-config", str(self.config_path)]
 
@@ -353,18 +401,22 @@ bind-address = "{HOST}:{self.rpc_port}"
 
 
 class VictoriaMetricsServer(_ServerProcess):
-    """VictoriaMetrics on 127.0.0.1: a server of the InfluxDB v2 write API, for the `influxdb://` store."""
+    """VictoriaMetrics on 127.0.0.1: a server of the InfluxDB v2 write API, for the `influxdb://` store.
+
+    With `tls`, it speaks HTTPS only, and `url` is an influxdbs:// URL.
+    """
 
     binary = "victoria-metrics"
 
     @property
     def base_url(self) -> str:
-        return f"http://{HOST}:{self.port}"
+        return f"{self._scheme}://{HOST}:{self.port}"
 
     @property
     def url(self) -> str:
         """The `[store] url` for this server (org and bucket are ignored by VictoriaMetrics)."""
-        return f"influxdb://{HOST}:{self.port}?org=parkwatch&bucket=parkwatch"
+        scheme = "influxdbs" if self.tls is not None else "influxdb"
+        return f"{scheme}://{HOST}:{self.port}?org=parkwatch&bucket=parkwatch"
 
     def export(self, match: str, *, min_series: int = 1, timeout_s: float = 5.0) -> list[dict[str, Any]]:
         """Every series matching the selector `match`: dicts with metric, values and timestamps (ms).
@@ -383,14 +435,14 @@ class VictoriaMetricsServer(_ServerProcess):
     def _export_once(self, match: str) -> list[dict[str, Any]]:
         self.flush()
         query = urllib.parse.urlencode({"match[]": match})
-        status, body = http_get(f"{self.base_url}/api/v1/export?{query}", timeout_s=30)
+        status, body = http_get(f"{self.base_url}/api/v1/export?{query}", timeout_s=30, context=self._client_context())
         if status != 200:
             raise RuntimeError(f"VictoriaMetrics export failed ({status}): {body.decode(errors='replace')}")
         return [json.loads(line) for line in body.splitlines() if line.strip()]
 
     def flush(self) -> None:
         """Make everything written so far visible to searches at once."""
-        status, body = http_get(f"{self.base_url}/internal/force_flush")
+        status, body = http_get(f"{self.base_url}/internal/force_flush", context=self._client_context())
         if status != 200:
             raise RuntimeError(f"VictoriaMetrics force_flush failed ({status}): {body!r}")
 
@@ -404,6 +456,7 @@ class VictoriaMetricsServer(_ServerProcess):
             "-retentionPeriod=100y",
             "-dedup.minScrapeInterval=1ms",
             "-loggerLevel=WARN",
+            *(["-tls", f"-tlsCertFile={self.tls.cert}", f"-tlsKeyFile={self.tls.key}"] if self.tls else []),
         ]
 
     def _ready(self) -> bool:

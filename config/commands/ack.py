@@ -14,6 +14,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from config.compose import mqtt_settings
 from config.settings import load_settings
+from ingest.mqtt import configure_security
 
 
 def register(sub: Any) -> None:
@@ -30,15 +31,12 @@ def run(args: argparse.Namespace) -> int:
     mqtt = mqtt_settings(settings)
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{mqtt.client_id}-ack",
                          protocol=MQTTProtocolVersion.MQTTv5 if mqtt.protocol == 5 else MQTTProtocolVersion.MQTTv311)
-    if mqtt.username is not None:
-        client.username_pw_set(mqtt.username, mqtt.password)
-    if mqtt.tls:
-        client.tls_set(ca_certs=mqtt.ca_file, certfile=mqtt.cert_file, keyfile=mqtt.key_file)
+    configure_security(client, mqtt)
     body = {"alert_id": args.alert_id, "by": args.by or getpass.getuser(), "note": args.note}
     try:
         client.connect(mqtt.host, mqtt.port, mqtt.keepalive_s)
     except OSError as exc:
-        print(f"parkwatch ack: cannot reach the broker {mqtt.host}:{mqtt.port}: {exc}", file=sys.stderr)
+        print(f"parkwatch ack: cannot reach the broker {mqtt.url}: {exc}", file=sys.stderr)
         return 1
     client.loop_start()
     info = client.publish(f"park/{settings.park.id}/alerts/ack", json.dumps(body, ensure_ascii=False), qos=1)

@@ -54,7 +54,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     except PublishError as exc:
         print(f"parkwatch: {exc}", file=sys.stderr)
         return EXIT_UNREACHABLE
-    print(f"parkwatch: recording {' '.join(filters)} from mqtt://{mqtt.host}:{mqtt.port} to {args.file}; "
+    print(f"parkwatch: recording {' '.join(filters)} from {mqtt.url} to {args.file}; "
           "Ctrl-C stops", flush=True)
     n = 0
     try:

@@ -65,7 +65,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     publisher = MqttPublisher(replace(mqtt, client_id=client_id), client_id=client_id)
     stop = threading.Event()
     speed = "max" if args.speed is None else f"{args.speed:g}x"
-    print(f"parkwatch: replaying {len(records)} messages of {args.file} at {speed} to mqtt://{mqtt.host}:{mqtt.port}; "
+    print(f"parkwatch: replaying {len(records)} messages of {args.file} at {speed} to {mqtt.url}; "
           "Ctrl-C stops", flush=True)
     try:
         publisher.connect()

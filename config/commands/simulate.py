@@ -84,7 +84,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
               "readings from the future (give an earlier --start)", file=sys.stderr)
     window = f"{start.astimezone(tz).isoformat()} to {sim.end.astimezone(tz).isoformat()}"
     print(f"parkwatch: simulating {len(sim.stations)} stations and {len(sim.gates)} gates of park "
-          f"'{settings.park.id}' ({scenario.name}), {window} at {speed}, to mqtt://{mqtt.host}:{mqtt.port}; "
+          f"'{settings.park.id}' ({scenario.name}), {window} at {speed}, to {mqtt.url}; "
           "Ctrl-C stops", flush=True)
     try:
         connector = connector_for(mqtt, shared=args.shared_client or args.speed is None)

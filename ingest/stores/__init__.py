@@ -7,18 +7,21 @@
     influxdb1://[user:password@]host:8086/DB    InfluxDB1Store, the 1.x API; user and password URL-encoded
     influxdb1s://...                            the same over HTTPS
 
-The port defaults to 8086. Building a store does no I/O: a wrong host shows at the first write.
+The port defaults to 8086. Over HTTPS the server's certificate is checked against ``ca_file`` (or the
+system's CAs) and its host name, TLS 1.2 or later. Building a store does no network I/O (it reads the CA
+file): a wrong host shows at the first write.
 """
 
 from __future__ import annotations
 
-import re
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from ingest.errors import ConfigError
 from ingest.interfaces import Store
+from ingest.security import client_tls_context, redact_url
 from ingest.stores.influxdb1 import InfluxDB1Store
 from ingest.stores.influxdb2 import InfluxDB2Store
 from ingest.stores.sqlite import SqliteStore
@@ -29,24 +32,39 @@ KEY = "store.url"
 DEFAULT_INFLUXDB_PORT = 8086
 
 
-def store_from_url(url: str, *, token: str | None = None, timeout_s: float = 10.0) -> Store:
-    """The store that `url` names (see the module docstring); ConfigError("store.url", ...) if malformed."""
+def store_from_url(url: str, *, token: str | None = None, timeout_s: float = 10.0, ca_file: str | None = None) -> Store:
+    """The store that `url` names (see the module docstring); ConfigError("store.url", ...) if malformed.
+
+    `ca_file` is for the HTTPS schemes only (a ConfigError naming store.ca_file otherwise).
+    """
     try:
         parts = urlsplit(url)
         factory = STORES.get(parts.scheme)
         if factory is None:
             known = ", ".join(f"{s}://" for s in STORES)
             raise _MalformedUrlError(f"unknown scheme {parts.scheme!r} (known: {known})")
-        return factory(parts, token=token, timeout_s=timeout_s)
+        tls = _tls(parts.scheme, ca_file)
+        return factory(parts, token=token, timeout_s=timeout_s, tls=tls)
     except ValueError as exc:  # from urlsplit or a factory; the text holds no password
-        raise ConfigError(KEY, f"{_redact(url)!r}: {exc}") from exc
+        raise ConfigError(KEY, f"{redact_url(url)!r}: {exc}") from exc
+
+
+HTTPS_SCHEMES = frozenset({"influxdbs", "influxdb1s"})
+
+
+def _tls(scheme: str, ca_file: str | None) -> ssl.SSLContext | None:
+    if scheme in HTTPS_SCHEMES:
+        return client_tls_context(ca_file=ca_file, section="store")
+    if ca_file is not None:
+        raise ConfigError("store.ca_file", f"is only for {', '.join(sorted(HTTPS_SCHEMES))}:// (HTTPS) stores")
+    return None
 
 
 class _MalformedUrlError(ValueError):
     """What is wrong with a store URL; store_from_url adds the (redacted) URL."""
 
 
-def _sqlite(parts: SplitResult, *, token: str | None, timeout_s: float) -> Store:
+def _sqlite(parts: SplitResult, *, token: str | None, timeout_s: float, tls: ssl.SSLContext | None) -> Store:
     if parts.netloc or parts.query or parts.fragment:
         raise _MalformedUrlError("a sqlite URL is sqlite:///PATH, with no host, query or fragment")
     path = unquote(parts.path)
@@ -57,7 +75,7 @@ def _sqlite(parts: SplitResult, *, token: str | None, timeout_s: float) -> Store
     return SqliteStore(Path(path), timeout_s=timeout_s)
 
 
-def _influxdb2(parts: SplitResult, *, token: str | None, timeout_s: float) -> Store:
+def _influxdb2(parts: SplitResult, *, token: str | None, timeout_s: float, tls: ssl.SSLContext | None) -> Store:
     host, port = _host_port(parts)
     if parts.username is not None or parts.password is not None:
         raise _MalformedUrlError("the v2 API takes a token ([store] token or PARKWATCH_INFLUXDB_TOKEN), not a user")
@@ -67,19 +85,18 @@ def _influxdb2(parts: SplitResult, *, token: str | None, timeout_s: float) -> St
     org, bucket = query.get("org"), query.get("bucket")
     if not org or not bucket:
         raise _MalformedUrlError("both org=... and bucket=... are required")
-    scheme = "https" if parts.scheme.endswith("s") else "http"
-    return InfluxDB2Store(f"{scheme}://{_host_part(host)}:{port}", org, bucket, token, timeout_s)
+    scheme = "https" if tls is not None else "http"
+    return InfluxDB2Store(f"{scheme}://{_host_part(host)}:{port}", org, bucket, token, timeout_s, tls=tls)
 
 
-def _influxdb1(parts: SplitResult, *, token: str | None, timeout_s: float) -> Store:
+def _influxdb1(parts: SplitResult, *, token: str | None, timeout_s: float, tls: ssl.SSLContext | None) -> Store:
     host, port = _host_port(parts)
     database = unquote(parts.path[1:]) if parts.path.startswith("/") else ""
     if not database or "/" in database or parts.query or parts.fragment:
         raise _MalformedUrlError("expected influxdb1://[user:password@]host:port/DATABASE")
     username = unquote(parts.username) if parts.username is not None else None
     password = unquote(parts.password) if parts.password is not None else None
-    ssl = parts.scheme.endswith("s")
-    return InfluxDB1Store(host, port, database, username, password, timeout_s, ssl)
+    return InfluxDB1Store(host, port, database, username, password, timeout_s, tls is not None, tls=tls)
 
 
 STORES: dict[str, Callable[..., Store]] = {
@@ -116,13 +133,3 @@ def _query(parts: SplitResult, *, allowed: set[str]) -> dict[str, str]:
     if repeated:
         raise _MalformedUrlError(f"parameter(s) given twice: {', '.join(repeated)}")
     return {k: v[0] for k, v in query.items()}
-
-
-def _redact(url: str) -> str:
-    """`url` with anything that may be a secret (password, token=...) replaced by ***."""
-    return _TOKEN.sub(r"\1***", _PASSWORD.sub(r"\1\2:***@", url))
-
-
-# From the first ':' after the user to the LAST '@': a password may hold an unencoded '@' or '/'.
-_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^:@]*):.*@", re.DOTALL)
-_TOKEN = re.compile(r"([?&]token=)[^&#]*", re.IGNORECASE)

@@ -8,6 +8,8 @@ Answers and errors, translated here and nowhere else:
     401, 403, 408, 429, 5xx      StoreError(retryable=True): not about the content (credentials, load);
                                  the batch is kept and tried again, not dead-lettered
     404 "database not found"     StoreError(retryable=True); the next write creates the database again
+    400 "HTTP request to an      StoreError(retryable=True): influxdb1:// to an HTTPS server, a configuration
+        HTTPS server"            error the data must survive
     timeout, connection error    StoreError(retryable=True)
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl as _ssl
 from collections.abc import Sequence
 from urllib.parse import urlencode
 
@@ -27,6 +30,7 @@ log = logging.getLogger(__name__)
 
 _NOT_ABOUT_CONTENT = frozenset({401, 403, 404, 408, 429})
 _MAX_ERROR_TEXT = 500
+_PLAIN_TO_HTTPS = "HTTP request to an HTTPS server"  # Go's answer to plain HTTP on a TLS port
 
 
 class InfluxDB1Store:
@@ -42,13 +46,15 @@ class InfluxDB1Store:
         timeout_s: float = 10.0,
         ssl: bool = False,
         *,
+        tls: _ssl.SSLContext | None = None,
         http: urllib3.PoolManager | None = None,
     ) -> None:
         host_part = f"[{host}]" if ":" in host else host
         self.base_url = f"{'https' if ssl else 'http'}://{host_part}:{port}"
         self.database = database
         self._timeout = urllib3.Timeout(connect=timeout_s, read=timeout_s)
-        self._http = http if http is not None else urllib3.PoolManager(maxsize=2, retries=False)
+        # `tls`: the context that checks the server's certificate (ingest.security); none: urllib3's default
+        self._http = http if http is not None else urllib3.PoolManager(maxsize=2, retries=False, ssl_context=tls)
         self._headers = {"Content-Type": "text/plain; charset=utf-8"}
         if username is not None:
             self._headers.update(urllib3.make_headers(basic_auth=f"{username}:{password or ''}"))
@@ -102,7 +108,7 @@ def _check(status: int, text: str, what: str) -> None:
     """Raise the StoreError that a non-2xx answer means."""
     if 200 <= status < 300:
         return
-    retryable = status >= 500 or status in _NOT_ABOUT_CONTENT
+    retryable = status >= 500 or status in _NOT_ABOUT_CONTENT or _PLAIN_TO_HTTPS in text
     raise StoreError(f"InfluxDB {what}: {status} {_error_text(text)}", retryable=retryable, status=status)
 
 

@@ -7,11 +7,15 @@ influxdb-client and urllib3 are translated here and nowhere else:
     2xx                          the batch is stored
     400, 413, 422, other 4xx     StoreError(retryable=False): the content is refused
     401, 403, 404, 408, 429, 5xx StoreError(retryable=True): not about the content (token, bucket, load)
-    timeout, connection error    StoreError(retryable=True)
+    400 "HTTP request to an      StoreError(retryable=True): influxdb:// to an HTTPS server, a configuration
+        HTTPS server"            error the data must survive
+    timeout, connection error,   StoreError(retryable=True)
+    TLS failure (status 0)
 """
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -25,14 +29,17 @@ from ingest.points import Point
 
 _NOT_ABOUT_CONTENT = frozenset({401, 403, 404, 408, 429})
 _MAX_ERROR_TEXT = 500
+_PLAIN_TO_HTTPS = "HTTP request to an HTTPS server"  # Go's answer to plain HTTP on a TLS port
 _NS = cast(WritePrecision, WritePrecision.NS)  # the library's "enum" members are plain str
 
 
 class InfluxDB2Store:
     """Writes batches to one bucket through the v2 write API; the client is built on the first write."""
 
-    def __init__(self, url: str, org: str, bucket: str, token: str | None = None, timeout_s: float = 10.0) -> None:
+    def __init__(self, url: str, org: str, bucket: str, token: str | None = None, timeout_s: float = 10.0,
+                 *, tls: ssl.SSLContext | None = None) -> None:
         self.url = url
+        self._tls = tls  # checks the server's certificate (ingest.security); none: the client's default
         self.org = org
         self.bucket = bucket
         self._token = token
@@ -60,7 +67,8 @@ class InfluxDB2Store:
 
     def _api(self) -> WriteApi:
         if self._write_api is None:
-            self._client = InfluxDBClient(url=self.url, token=self._token or "", org=self.org, timeout=self._timeout_ms)
+            self._client = InfluxDBClient(url=self.url, token=self._token or "", org=self.org, timeout=self._timeout_ms,
+                                          ssl_context=self._tls)
             self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
         return self._write_api
 
@@ -74,9 +82,13 @@ class InfluxDB2Store:
 
 
 def _api_error(exc: ApiException, url: str) -> StoreError:
-    status: int | None = exc.status
-    retryable = status is None or status >= 500 or status in _NOT_ABOUT_CONTENT
-    return StoreError(f"InfluxDB {url}: {status} {_message(exc)}", retryable=retryable, status=status)
+    status: int | None = exc.status or None  # 0: no answer at all (influxdb-client's own TLS failure)
+    if status is None:
+        reason = " ".join(str(exc.reason or "no response").split())
+        return StoreError(f"InfluxDB {url} unreachable: {reason[:_MAX_ERROR_TEXT]}", retryable=True)
+    message = _message(exc)
+    retryable = status >= 500 or status in _NOT_ABOUT_CONTENT or _PLAIN_TO_HTTPS in message
+    return StoreError(f"InfluxDB {url}: {status} {message}", retryable=retryable, status=status)
 
 
 def _message(exc: ApiException) -> str:

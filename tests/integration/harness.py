@@ -50,7 +50,8 @@ def write_config(path: Path, *, mqtt_url: str, store_url: str, data_dir: Path, *
     mqtt = {"url": mqtt_url, "client_id": f"pw-test-{uuid.uuid4().hex[:8]}", **sections.pop("mqtt", {})}
     store = {"url": store_url, "flush_interval_s": 0.2, "retry_initial_s": 0.2, "retry_cap_s": 2.0,
              **sections.pop("store", {})}
-    for name, body in {"mqtt": mqtt, "store": store, **sections}.items():
+    http = {"listen": "127.0.0.1:0", **sections.pop("http", {})}  # two services may run at once
+    for name, body in {"mqtt": mqtt, "store": store, "http": http, **sections}.items():
         lines.append(f"[{name}]")
         lines += [f"{k} = {toml_value(v)}" for k, v in body.items()]
     path.write_text("\n".join(lines) + "\n")

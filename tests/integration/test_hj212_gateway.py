@@ -256,7 +256,7 @@ class TestInsideTheService:
         db = tmp_path / "store.db"
         raw = {"data_dir": str(tmp_path / "data"),
                "mqtt": {"url": mosquitto.url, "client_id": f"pw-{uuid.uuid4().hex[:6]}"},
-               "store": {"url": f"sqlite://{db}", "flush_interval_s": 0.1},
+               "store": {"url": f"sqlite://{db}", "flush_interval_s": 0.1}, "http": {"listen": "127.0.0.1:0"},
                "hj212": {"gateway": {"enabled": True, "listen": f"127.0.0.1:{port}",
                                      "stations": {"L042": "ST42"}}}}
         service = build(settings_from_dict(raw, {}))

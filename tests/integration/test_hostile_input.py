@@ -69,6 +69,7 @@ def service(tmp_path: Path, mosquitto: MosquittoServer, influxdb1: InfluxDB1Serv
         "park": {"id": "demo", "stations": ["ST01"], "gates": ["G1"]},
         "mqtt": {"url": mosquitto.url, "client_id": f"pw-{uuid.uuid4().hex[:6]}"},
         "store": {"url": influxdb1.url_for("pw"), "flush_interval_s": 0.2},
+        "http": {"listen": "127.0.0.1:0"},
     }
     svc = build(settings_from_dict(raw, {}))
     svc.start()

@@ -52,7 +52,7 @@ def gate_event(event_id: str, ts: datetime) -> tuple[str, bytes]:
 def running_service(tmp_path: Path, mqtt_url: str, store_url: str) -> Service:
     raw = {"data_dir": str(tmp_path / "data"),
            "mqtt": {"url": mqtt_url, "client_id": f"pw-{uuid.uuid4().hex[:6]}"},
-           "store": {"url": store_url, "flush_interval_s": 0.1}}
+           "store": {"url": store_url, "flush_interval_s": 0.1}, "http": {"listen": "127.0.0.1:0"}}
     svc = build(settings_from_dict(raw, {}))
     svc.start()
     assert svc.source.wait_connected(10)

@@ -209,7 +209,8 @@ class TestScenarioIntoTheService:
 
         raw = {"data_dir": str(tmp_path / "data"),
                "mqtt": {"url": mosquitto.url, "client_id": f"pw-{uuid.uuid4().hex[:6]}"},
-               "store": {"url": f"sqlite://{tmp_path}/store.db", "flush_interval_s": 0.1}}
+               "store": {"url": f"sqlite://{tmp_path}/store.db", "flush_interval_s": 0.1},
+               "http": {"listen": "127.0.0.1:0"}}
         service = build(settings_from_dict(raw, {}))
         service.start()
         try:
