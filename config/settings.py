@@ -142,6 +142,9 @@ class GatewaySection(_Section):
     max_connections: int = Field(default=1000, ge=1)
     idle_timeout_s: float = Field(default=600.0, gt=0)
     publish_timeout_s: float = Field(default=10.0, gt=0)
+    # Accept frames whose length field also counts the CRC and CR LF (a common logger variant). They are
+    # forwarded as received: list those stations in hj212.lenient_length_stations for the service too.
+    lenient_length: bool = False
 
     @field_validator("listen")
     @classmethod

@@ -211,11 +211,11 @@ def _settle(future: asyncio.Future[None], reason: object) -> None:
 class _Connection:
     """One logger's connection: its splitter, and the bytes the splitter still holds (for dead letters)."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, lenient_length: bool) -> None:
         self.reader = reader
         self.writer = writer
         self.peer = _peer_name(writer)
-        self._splitter = FrameSplitter()
+        self._splitter = FrameSplitter(lenient_length=lenient_length)
         self._held = b""
 
     def feed(self, data: bytes) -> list[tuple[_Item, bytes]]:
@@ -350,7 +350,7 @@ class Hj212Gateway:
         assert task is not None  # start_server runs each callback in a task of its own
         self._tasks.add(task)
         self.connections += 1
-        conn = _Connection(reader, writer)
+        conn = _Connection(reader, writer, lenient_length=self._s.lenient_length)
         log.debug("logger connected from %s", conn.peer)
         try:
             await self._session(conn)
@@ -388,7 +388,7 @@ class Hj212Gateway:
 
     async def _on_frame(self, conn: _Connection, raw: bytes) -> None:
         try:
-            frame = decode_frame(raw)
+            frame = decode_frame(raw, lenient_length=self._s.lenient_length)
             station = self._station(frame.mn)
         except Rejected as exc:
             await self._reject(conn, exc, raw)

@@ -469,3 +469,31 @@ class TestGatewayPublisher:
         results = asyncio.run(three())
         assert all(isinstance(r, GatewayError) for r in results)
         assert stub.mid == 2
+
+
+class TestLengthVariant:
+    @staticmethod
+    def variant(raw: bytes) -> bytes:
+        """The same frame with the length field also counting the CRC and CR LF (+6), as some loggers send."""
+        length = int(raw[2:6])
+        return raw[:2] + f"{length + 6:04d}".encode() + raw[6:]
+
+    def test_the_variant_is_refused_by_default(self, start_gateway: GatewayFactory) -> None:
+        """A frame whose length counts CRC and CR LF is dead-lettered when the gateway is strict."""
+        publisher = FakePublisher()
+        gateway = start_gateway(publisher)
+        with connect(gateway) as sock:
+            sock.sendall(self.variant(frame(1)))
+            assert eventually(lambda: len(publisher.dead_letters()) >= 1)
+        assert publisher.frames() == []
+
+    def test_the_variant_is_forwarded_in_lenient_mode(self, start_gateway: GatewayFactory) -> None:
+        """With lenient_length the variant is published as received and answered."""
+        publisher = FakePublisher()
+        gateway = start_gateway(publisher, lenient_length=True)
+        raw = self.variant(frame(1))
+        with connect(gateway) as sock:
+            sock.sendall(raw)
+            answers = read_answers(sock, 1)
+        assert publisher.frames() == [("park/demo/air/ST01/hj212", raw)]
+        assert len(answers) == 1
