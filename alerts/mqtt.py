@@ -17,11 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
 from alerts.interfaces import NotifyError
 from alerts.model import Notification
-from ingest.mqtt import MqttSettings, configure_security
+from ingest.mqtt import MqttSettings, new_client
 
 log = logging.getLogger(__name__)
 _UNSAFE = re.compile(r"[+#/\x00]")
@@ -40,12 +39,7 @@ class AlertLink:
         self._park = park
         self._on_ack = on_ack
         self._timeout = timeout_s
-        v5 = settings.protocol == 5
-        self._client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"{settings.client_id}-alerts",
-            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-        )
-        configure_security(self._client, settings)
+        self._client = new_client(settings, f"{settings.client_id}-alerts")
         self._client.reconnect_delay_set(max(1, int(settings.retry.initial_s)), max(1, int(settings.retry.cap_s)))
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message

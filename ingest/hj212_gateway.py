@@ -28,13 +28,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 
 from ingest.errors import Hj212Error, ParkWatchError, Rejected
 from ingest.hj212 import FrameSplitter, answer_9014, decode_frame
 from ingest.messages import DeadLetter
 from ingest.models import DEVICE_ID
-from ingest.mqtt import MqttSettings, configure_security
+from ingest.mqtt import MqttSettings, new_client
 from ingest.throttle import ThrottledLog
 from ingest.topics import Topics
 
@@ -155,13 +155,7 @@ class GatewayPublisher:
 
     def _make_client(self) -> paho.Client:
         s = self._s
-        v5 = s.protocol == 5
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=s.client_id,
-            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-        )
-        configure_security(client, s)
+        client = new_client(s)
         client.max_queued_messages_set(0)  # bounded by our slots; paho's own bound would race them
         client.max_inflight_messages_set(self._max_inflight)
         client.reconnect_delay_set(max(1, round(s.retry.initial_s)), max(1, round(s.retry.cap_s)))

@@ -77,6 +77,20 @@ def configure_security(client: paho.Client, settings: MqttSettings) -> None:
                                                   key_file=settings.key_file, section="mqtt"))
 
 
+def new_client(settings: MqttSettings, client_id: str | None = None, **options: Any) -> paho.Client:
+    """A paho-mqtt 2.x client for `settings`: its protocol (5 or 3.1.1) and its security (TLS, user and
+    password) set the one way every client of ours needs them; `options` go to paho (manual_ack, ...)."""
+    v5 = settings.protocol == 5
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=settings.client_id if client_id is None else client_id,
+        protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+        **options,
+    )
+    configure_security(client, settings)
+    return client
+
+
 def _written_by_network_thread(client: paho.Client, userdata: Any, sock: Any) -> None:
     """paho's external-loop hook: nothing to register, our network thread's `loop()` writes."""
 
@@ -180,17 +194,8 @@ class MqttSource:
     # --- paho side ------------------------------------------------------------------------------------
 
     def _make_client(self) -> paho.Client:
-        s = self._s
-        v5 = s.protocol == 5
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=s.client_id,
-            clean_session=None if v5 else False,
-            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-            manual_ack=True,
-            reconnect_on_failure=False,
-        )
-        configure_security(client, s)
+        v5 = self._s.protocol == 5
+        client = new_client(self._s, clean_session=None if v5 else False, manual_ack=True, reconnect_on_failure=False)
         client.max_queued_messages_set(0)
         client.max_inflight_messages_set(1000)
         client.on_connect = self._on_connect

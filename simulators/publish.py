@@ -25,10 +25,10 @@ from datetime import datetime
 from typing import Any, Final, Protocol
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 
 from ingest.errors import ParkWatchError
-from ingest.mqtt import MqttSettings, configure_security
+from ingest.mqtt import MqttSettings, new_client
 
 log = logging.getLogger(__name__)
 
@@ -163,14 +163,7 @@ class MqttPublisher:
     # --- paho side ------------------------------------------------------------------------------------
 
     def _make_client(self, will: Outgoing | None) -> paho.Client:
-        s = self._s
-        v5 = s.protocol == 5
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=self._client_id,
-            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
-        )
-        configure_security(client, s)
+        client = new_client(self._s, self._client_id)
         if will is not None:
             client.will_set(will.topic, will.payload, qos=will.qos, retain=will.retain)
         client.max_queued_messages_set(0)  # bounded by max_unacked; paho's own bound would race it

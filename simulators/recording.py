@@ -41,14 +41,14 @@ from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic_core import PydanticCustomError
 
 from ingest import hj212
 from ingest.errors import Hj212Error, ParkWatchError
 from ingest.models import VALUE_NAME, parse_ts
-from ingest.mqtt import MqttSettings, configure_security
+from ingest.mqtt import MqttSettings, new_client
 from simulators.clock import SimClock
 from simulators.publish import PublishError, Sink, message_kind
 
@@ -383,13 +383,7 @@ class Recorder:
     # --- paho side ------------------------------------------------------------------------------------
 
     def _make_client(self, client_id: str) -> paho.Client:
-        s = self._s
-        client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=MQTTProtocolVersion.MQTTv5 if s.protocol == 5 else MQTTProtocolVersion.MQTTv311,
-        )
-        configure_security(client, s)
+        client = new_client(self._s, client_id)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message

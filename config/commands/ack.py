@@ -9,12 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
-
 from config.compose import mqtt_settings
 from config.settings import load_settings
-from ingest.mqtt import configure_security
+from ingest.mqtt import new_client
 
 
 def register(sub: Any) -> None:
@@ -29,9 +26,7 @@ def register(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     mqtt = mqtt_settings(settings)
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{mqtt.client_id}-ack",
-                         protocol=MQTTProtocolVersion.MQTTv5 if mqtt.protocol == 5 else MQTTProtocolVersion.MQTTv311)
-    configure_security(client, mqtt)
+    client = new_client(mqtt, f"{mqtt.client_id}-ack")
     body = {"alert_id": args.alert_id, "by": args.by or getpass.getuser(), "note": args.note}
     try:
         client.connect(mqtt.host, mqtt.port, mqtt.keepalive_s)
