@@ -102,3 +102,28 @@ class TestRunner:
         (tmp_path / "c.toml").write_text('[rules]\nfile = "rules.toml"\n')
         assert main(["check-config", str(tmp_path / "c.toml")]) == 2
         assert "rule[0]" in capsys.readouterr().err
+
+
+class TestBackPressure:
+    def test_the_queue_to_the_rules_is_bounded(self, tmp_path: Path) -> None:
+        """When the rules fall behind, feeding waits instead of piling batches up in memory."""
+        import threading  # noqa: PLC0415
+
+        sink = RecordingSink()
+        r = RulesRunner(None, Park(ZoneInfo("Asia/Shanghai")), sink, state_path=tmp_path / "s.json",
+                        max_pending_batches=2)
+        gate = threading.Event()
+        r.engine.process = lambda event, at: gate.wait() or []  # type: ignore[method-assign]
+        r.start()
+        fed = threading.Event()
+
+        def feed_many() -> None:
+            for i in range(5):
+                r.feed([decoded(i, 10)])
+            fed.set()
+
+        threading.Thread(target=feed_many, daemon=True).start()
+        assert not fed.wait(0.5), "feeding five batches must wait for a rules thread that holds two"
+        gate.set()
+        assert fed.wait(5)
+        r.stop()
