@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.env import InfluxDB1Server
+from bench.env import InfluxDB1Server, wait_quiet
 
 
 @dataclass(frozen=True)
@@ -24,11 +24,13 @@ class Sizes:
     memory_seconds: int = 86_400
     memory_sample_every: int = 1_000_000
     spool_rows: int = 1_000_000
+    quiet_wait_s: float = 120.0  # how long to wait for other work on the machine to finish before measuring
 
     @classmethod
     def quick(cls) -> Sizes:
         return cls(ingest_readings=2_000, crossings=20, memory_seconds=180, memory_sample_every=10_000,
-                   spool_rows=20_000)
+                   spool_rows=20_000,
+                   quiet_wait_s=2.0)
 
 
 @dataclass
@@ -43,3 +45,6 @@ class Context:
         path = self.tmp / name
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def wait_quiet(self) -> float:
+        return wait_quiet(max_wait_s=self.sizes.quiet_wait_s, log=self.log)

@@ -182,6 +182,7 @@ def service_config(
         "store": {"url": store_url},
         "spool": {"synchronous": "full"},
         "log": {"level": log_level},
+        "http": {"listen": f"{HOST}:0"},  # the benchmark may run beside another service
     }
     if rules_file is not None:
         sections["rules"] = {"file": str(rules_file)}

@@ -32,7 +32,6 @@ from bench.env import (
     service_config,
     spool_counters,
     tracker_available,
-    wait_quiet,
 )
 from bench.traffic import BoundedPublisher, Format, Item, backlog
 
@@ -84,7 +83,7 @@ def measure_reference(ctx: Context, run_no: int) -> dict[str, Any]:
         subprocess.run([*base, "--create"], check=True, cwd=REPO, env=child_env(), timeout=60,
                        stdout=subprocess.DEVNULL)
         pub_rate = publish_backlog(mq.port, items)
-        busy = wait_quiet(log=ctx.log)
+        busy = ctx.wait_quiet()
         proc = subprocess.Popen([*base, "--count", str(n)], cwd=REPO, env=child_env(), stdout=subprocess.PIPE)
         meter = CpuMeter({"client": proc.pid, "mosquitto": server_pid(mq)})
         meter.start()
@@ -95,6 +94,7 @@ def measure_reference(ctx: Context, run_no: int) -> dict[str, Any]:
         raise RuntimeError(f"reference subscriber got {result['count']} of {n} (session {result['session_present']})")
     elapsed = result["done_at"] - result["connected_at"]
     rate = n / elapsed
+    cpu["client"] = round(100 * result["cpu_s"] / elapsed, 1)  # measured by the client itself: it has exited
     ctx.log(f"  reference (counting subscriber): {n:,} in {elapsed:.2f} s = {rate:,.0f} msg/s; cpu {cpu}")
     return {"n": n, "seconds": elapsed, "rate": rate, "cpu_pct": cpu, "publish_rate": pub_rate,
             "machine_busy_pct": busy}
@@ -116,7 +116,7 @@ def measure_service(ctx: Context, fmt: Format, run_no: int) -> dict[str, Any]:
             svc.start(wait_for="subscribed to")
             svc.terminate()
             pub_rate = publish_backlog(mq.port, items)
-            busy = wait_quiet(log=ctx.log)
+            busy = ctx.wait_quiet()
             connected_at = svc.start(wait_for="session resumed")
             meter = CpuMeter({"service": svc.pid, "mosquitto": server_pid(mq), "influxd": server_pid(ctx.influx)})
             meter.start()

@@ -33,9 +33,12 @@ class Counter:
         self.first_at = 0.0
         self.done_at = 0.0
         self.session_present = False
+        self.cpu_at_connect = 0.0
+        self.cpu_at_done = 0.0
 
     def on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         self.connected_at = time.time()
+        self.cpu_at_connect = time.process_time()
         self.session_present = bool(flags.session_present)
         if not flags.session_present:
             client.subscribe([(t, 1) for t in Topics(PARK).subscriptions()])
@@ -50,6 +53,7 @@ class Counter:
             self.first_at = time.time()
         if self.count >= self.target:
             self.done_at = time.time()
+            self.cpu_at_done = time.process_time()
             client.disconnect()
 
 
@@ -72,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     client.connect(HOST, args.port, keepalive=60, clean_start=False, properties=props)
     client.loop_forever()
     print(json.dumps({"count": counter.count, "connected_at": counter.connected_at, "first_at": counter.first_at,
-                      "done_at": counter.done_at, "session_present": counter.session_present}), flush=True)
+                      "done_at": counter.done_at, "session_present": counter.session_present,
+                      "cpu_s": counter.cpu_at_done - counter.cpu_at_connect}), flush=True)
     return 0 if args.create or counter.count >= args.count else 1
 
 

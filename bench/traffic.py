@@ -71,8 +71,8 @@ class BoundedPublisher:
         self.acked = 0
         self._window = threading.BoundedSemaphore(window)
         self._lock = threading.Lock()
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"bench-pub-{uuid.uuid4().hex[:8]}",
-                                   protocol=MQTTProtocolVersion.MQTTv5)
+        name = client_id or f"bench-pub-{uuid.uuid4().hex[:8]}"
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=MQTTProtocolVersion.MQTTv5)
         self._client.max_inflight_messages_set(window)
         self._client.max_queued_messages_set(0)
         self._client.on_publish = self._on_publish

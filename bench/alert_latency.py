@@ -1,0 +1,197 @@
+"""Part 2, alert latency: from the publish of a reading that crosses a limit to the notification arriving
+at a local webhook, under a background load of readings on other stations.
+
+The service (a child process, rules on, InfluxDB store) has one webhook channel, routed for `pm25_high`
+firing changes only. On a dedicated station the benchmark alternates a crossing reading (pm25 = 90,
+above 75) and a clearing one (pm25 = 50, below the clear level 65), so every crossing opens a new alert;
+it waits for each notification before clearing, then pauses 20 to 80 ms (random) so crossings do not
+line up with the ingest thread's batches. Latency = arrival of the POST at the webhook (its request
+line and headers read) minus the moment just before `publish`, both on this process's monotonic clock.
+p99 is the nearest-rank percentile (of 200 crossings: the 198th smallest).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from bench.context import Context
+from bench.env import (
+    HOST,
+    PARK,
+    PYTHON,
+    REPO,
+    CpuMeter,
+    MosquittoServer,
+    ServiceProcess,
+    child_env,
+    rules_toml,
+    server_pid,
+    service_config,
+    spool_counters,
+)
+from bench.traffic import BoundedPublisher, json_payload, values_for
+
+STATION = "AL0001"
+NOTIFY_TIMEOUT_S = 10.0
+WARMUP_S = 3.0
+
+
+class Webhook:
+    """An HTTP endpoint on 127.0.0.1 that notes when each POST arrives, keyed by the alert's start."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._arrived: dict[datetime, float] = {}
+        self._events: dict[datetime, threading.Event] = {}
+        self.posts = 0
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a real endpoint
+
+            def do_POST(self) -> None:
+                arrived = time.monotonic()
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                hook._record(arrived, json.loads(body))
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer((HOST, 0), Handler)
+        self.server.daemon_threads = True
+        self._thread = threading.Thread(target=self.server.serve_forever, name="webhook", daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.server.server_address[1]}/hook"
+
+    def expect(self, started_at: datetime) -> threading.Event:
+        with self._lock:
+            return self._events.setdefault(started_at, threading.Event())
+
+    def arrival(self, started_at: datetime) -> float:
+        with self._lock:
+            return self._arrived[started_at]
+
+    def _record(self, arrived: float, body: dict[str, Any]) -> None:
+        with self._lock:
+            self.posts += 1
+            for alert in body.get("alerts", []):
+                if alert.get("state") != "firing" or alert.get("source") != STATION:
+                    continue
+                started = datetime.fromisoformat(alert["started_at"])
+                self._arrived.setdefault(started, arrived)
+                self._events.setdefault(started, threading.Event()).set()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+@contextmanager
+def background_load(port: int, rate: float, stations: int) -> Iterator[dict[str, Any]]:
+    """The load generator as a child process; yields a dict that holds its report once it stopped."""
+    proc = subprocess.Popen([PYTHON, "-m", "bench.loadgen", "--port", str(port), "--rate", str(rate),
+                             "--stations", str(stations), "--prefix", "LD"],
+                            cwd=REPO, env=child_env(), stdout=subprocess.PIPE, text=True)
+    report: dict[str, Any] = {"pid": proc.pid}
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()  # {"connected": true}
+        yield report
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+        lines = [line for line in out.splitlines() if line.startswith("{")]
+        report.update(json.loads(lines[-1]) if lines else {})
+
+
+def run_once(ctx: Context, run_no: int) -> dict[str, Any]:
+    sizes = ctx.sizes
+    work = ctx.workdir(f"alerts-{run_no}")
+    rules = work / "rules.toml"
+    rules.write_text(rules_toml(), encoding="utf-8")
+    hook = Webhook()
+    alerts = {"channel": [{"type": "webhook", "name": "bench", "url": hook.url}],
+              "route": [{"rules": ["pm25_high"], "channels": ["bench"], "notify": ["firing"]}]}
+    try:
+        with MosquittoServer(work / "mosquitto", persistence=False) as mq:
+            config = service_config(work / "parkwatch.toml", data_dir=work / "data", mqtt_port=mq.port,
+                                    store_url=ctx.influx.url_for(f"bench_alerts_{run_no}"),
+                                    client_id=f"bench-alerts-{run_no}", rules_file=rules, alerts=alerts)
+            svc = ServiceProcess(config, work)
+            try:
+                svc.start(wait_for="subscribed to")
+                busy = ctx.wait_quiet()
+                with background_load(mq.port, sizes.load_rate, sizes.load_stations) as load:
+                    time.sleep(WARMUP_S)
+                    meter = CpuMeter({"service": svc.pid, "load": load["pid"], "mosquitto": server_pid(mq)})
+                    meter.start()
+                    latencies, missed = cross(mq.port, hook, sizes.crossings)
+                    cpu = meter.stop()
+                counters = spool_counters(work / "data" / "spool.db")
+                svc.terminate()
+            finally:
+                svc.kill()
+    finally:
+        hook.close()
+    if not latencies:
+        raise RuntimeError(f"no notification arrived ({missed} missed)")
+    ms = [x * 1000 for x in latencies]
+    result = {"crossings": sizes.crossings, "notified": len(ms), "missed": missed,
+              "p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99), "max_ms": max(ms), "min_ms": min(ms),
+              "load_rate": load.get("rate", 0.0), "load_sent": load.get("sent", 0),
+              "received": counters.get("received"),
+              "cpu_pct": cpu, "machine_busy_pct": busy, "latencies_ms": [round(x, 2) for x in ms]}
+    ctx.log(f"  alert latency: p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, max "
+            f"{result['max_ms']:.1f} ms over {len(ms)} crossings ({missed} missed); background load "
+            f"{result['load_rate']:,.0f} readings/s; cpu {cpu}")
+    return result
+
+
+def cross(port: int, hook: Webhook, crossings: int) -> tuple[list[float], int]:
+    """Alternate crossing and clearing readings on STATION; latencies of the crossings notified in time."""
+    topic = f"park/{PARK}/air/{STATION}/reading"
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    rng = random.Random(212)
+    pub = BoundedPublisher(port, window=100, client_id=f"bench-crossing-{rng.randrange(10**6)}")
+    latencies: list[float] = []
+    missed = 0
+    try:
+        for i in range(crossings):
+            at = base + timedelta(seconds=2 * i)
+            arrived = hook.expect(at)
+            high, low = dict(values_for(i), pm25=90.0), dict(values_for(i), pm25=50.0)
+            published = time.monotonic()
+            pub.publish(topic, json_payload(at, high))
+            if arrived.wait(NOTIFY_TIMEOUT_S):
+                latencies.append(hook.arrival(at) - published)
+            else:
+                missed += 1
+            pub.publish(topic, json_payload(at + timedelta(seconds=1), low))
+            time.sleep(rng.uniform(0.02, 0.08))
+        pub.wait_acked(30)
+    finally:
+        pub.close()
+    return latencies, missed
