@@ -245,17 +245,6 @@ class TestStoreContract:
             backend.store.write([reading("S1", now_ns(), pm25=float("nan"))])
         assert info.value.retryable is False
 
-    def test_field_type_conflict_is_permanent(self, backend: Backend) -> None:
-        """A field written with another type than before raises StoreError(retryable=False, status=400)."""
-        if backend.name != "influxdb1":
-            pytest.skip("only InfluxDB 1.x here enforces field types (SQLite has none, VictoriaMetrics casts)")
-        t = now_ns()
-        backend.store.write([reading("S1", t, pm25=35.2)])
-        with pytest.raises(StoreError) as info:
-            backend.store.write([reading("S1", t + 1_000_000, pm25="high")])
-        assert (info.value.retryable, info.value.status) == (False, 400)
-        assert "field type conflict" in str(info.value)
-
     def test_unavailable_store_is_retryable_and_recovers(self, backend: Backend) -> None:
         """While the store is unavailable a write raises StoreError(retryable=True); afterwards it succeeds."""
         t = now_ns()
@@ -366,6 +355,18 @@ class TestInfluxDB1Store:
         assert (info.value.retryable, info.value.status) == (True, 404)
         store.write([reading("S1", 2, pm25=2.0)])
         assert influxdb1.count(DATABASE, "air_quality") == 1
+        store.close()
+
+    def test_field_type_conflict_is_permanent(self, influxdb1: InfluxDB1Server) -> None:
+        """A field written with another type than before raises StoreError(retryable=False, status=400).
+        (Only InfluxDB 1.x enforces field types here: SQLite has none, VictoriaMetrics casts.)"""
+        store = store_from_url(influxdb1.url_for(DATABASE))
+        t = now_ns()
+        store.write([reading("S1", t, pm25=35.2)])
+        with pytest.raises(StoreError) as info:
+            store.write([reading("S1", t + 1_000_000, pm25="high")])
+        assert (info.value.retryable, info.value.status) == (False, 400)
+        assert "field type conflict" in str(info.value)
         store.close()
 
 
