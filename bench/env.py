@@ -23,6 +23,7 @@ from typing import Any
 
 import psutil
 
+from tests.integration.harness import toml_value
 from tests.servers import HOST, InfluxDB1Server, MosquittoServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -158,16 +159,6 @@ def tracker_available() -> bool:
     from rules.config import RULE_TYPES  # noqa: PLC0415 - read at run time: others are wiring it in
 
     return "average" in RULE_TYPES
-
-
-def toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{json.dumps(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
-    return json.dumps(value, ensure_ascii=False)
 
 
 def service_config(
