@@ -23,6 +23,7 @@ class Sizes:
     memory_stations: int = 500
     memory_seconds: int = 86_400
     memory_sample_every: int = 1_000_000
+    memory_cap_mb: float = 2000.0  # stop feeding past this RSS (10 x the target): the machine is shared
     spool_rows: int = 1_000_000
     quiet_wait_s: float = 120.0  # how long to wait for other work on the machine to finish before measuring
 

@@ -89,6 +89,35 @@ class CpuMeter:
         return {name: round(100 * (_cpu_s(pid) - self._start[name]) / wall, 1) for name, pid in self.pids.items()}
 
 
+class OthersMeter:
+    """CPU that processes outside this benchmark's process tree used between `start` and `stop`, in % of one
+    core: other work on the machine during a measurement (the machine has 2 cores; 100 % is one of them)."""
+
+    def __init__(self) -> None:
+        self._t0 = 0.0
+        self._start: dict[int, float] = {}
+
+    def start(self) -> None:
+        self._t0 = time.monotonic()
+        self._start = self._others()
+
+    def stop(self) -> float:
+        wall = max(time.monotonic() - self._t0, 1e-9)
+        now = self._others()
+        used = sum(cpu - self._start.get(pid, 0.0) for pid, cpu in now.items())
+        return round(100 * used / wall, 1)
+
+    @staticmethod
+    def _others() -> dict[int, float]:
+        ours = {os.getpid()} | {p.pid for p in psutil.Process().children(recursive=True)}
+        out: dict[int, float] = {}
+        for proc in psutil.process_iter(["pid", "cpu_times"]):
+            times = proc.info.get("cpu_times")
+            if proc.info["pid"] not in ours and times is not None:
+                out[proc.info["pid"]] = times.user + times.system
+        return out
+
+
 def _cpu_s(pid: int) -> float:
     try:
         t = psutil.Process(pid).cpu_times()

@@ -25,6 +25,7 @@ from bench.env import (
     REPO,
     CpuMeter,
     MosquittoServer,
+    OthersMeter,
     ServiceProcess,
     child_env,
     rules_toml,
@@ -85,19 +86,21 @@ def measure_reference(ctx: Context, run_no: int) -> dict[str, Any]:
         pub_rate = publish_backlog(mq.port, items)
         busy = ctx.wait_quiet()
         proc = subprocess.Popen([*base, "--count", str(n)], cwd=REPO, env=child_env(), stdout=subprocess.PIPE)
-        meter = CpuMeter({"client": proc.pid, "mosquitto": server_pid(mq)})
+        meter, others = CpuMeter({"client": proc.pid, "mosquitto": server_pid(mq)}), OthersMeter()
         meter.start()
+        others.start()
         out, _ = proc.communicate(timeout=STALL_S + n / 1000)
-        cpu = meter.stop()
+        cpu, other = meter.stop(), others.stop()
     result = json.loads(out)
     if result["count"] < n or not result["session_present"]:
         raise RuntimeError(f"reference subscriber got {result['count']} of {n} (session {result['session_present']})")
     elapsed = result["done_at"] - result["connected_at"]
     rate = n / elapsed
     cpu["client"] = round(100 * result["cpu_s"] / elapsed, 1)  # measured by the client itself: it has exited
-    ctx.log(f"  reference (counting subscriber): {n:,} in {elapsed:.2f} s = {rate:,.0f} msg/s; cpu {cpu}")
+    ctx.log(f"  reference (counting subscriber): {n:,} in {elapsed:.2f} s = {rate:,.0f} msg/s; cpu {cpu}; "
+            f"other work {other:.0f} %")
     return {"n": n, "seconds": elapsed, "rate": rate, "cpu_pct": cpu, "publish_rate": pub_rate,
-            "machine_busy_pct": busy}
+            "machine_busy_pct": busy, "others_cpu_pct": other}
 
 
 def measure_service(ctx: Context, fmt: Format, run_no: int) -> dict[str, Any]:
@@ -119,9 +122,11 @@ def measure_service(ctx: Context, fmt: Format, run_no: int) -> dict[str, Any]:
             busy = ctx.wait_quiet()
             connected_at = svc.start(wait_for="session resumed")
             meter = CpuMeter({"service": svc.pid, "mosquitto": server_pid(mq), "influxd": server_pid(ctx.influx)})
+            others = OthersMeter()
             meter.start()
+            others.start()
             received_at, stored_at = wait_stored(work / "data" / "spool.db", n)
-            cpu = meter.stop()
+            cpu, other = meter.stop(), others.stop()
             final = svc.terminate()
         finally:
             svc.kill()
@@ -132,11 +137,11 @@ def measure_service(ctx: Context, fmt: Format, run_no: int) -> dict[str, Any]:
     elapsed = stored_at - connected_at
     rate = n / elapsed
     ctx.log(f"  service, {fmt}: {n:,} stored in {elapsed:.2f} s = {rate:,.0f} readings/s "
-            f"(acknowledged after {received_at - connected_at:.2f} s); cpu {cpu}")
+            f"(acknowledged after {received_at - connected_at:.2f} s); cpu {cpu}; other work {other:.0f} %")
     return {"n": n, "seconds": elapsed, "rate": rate, "kept_seconds": received_at - connected_at,
             "kept_rate": n / (received_at - connected_at), "cpu_pct": cpu, "publish_rate": pub_rate,
             "payload_bytes": sum(len(p) for _, p in items) / n, "final_counters": final,
-            "tracker": tracker_available(), "machine_busy_pct": busy}
+            "tracker": tracker_available(), "machine_busy_pct": busy, "others_cpu_pct": other}
 
 
 def wait_stored(spool: Path, n: int) -> tuple[float, float]:

@@ -16,6 +16,7 @@ bench/results/profile-FORMAT[-gil].txt, with the raw py-spy output beside it (.r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import shutil
 import subprocess
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import ingest
+from bench import alert_latency, ingest
 from bench.context import Context, Sizes
 from bench.env import (
     REPO,
@@ -138,9 +139,9 @@ def report(threads: dict[str, ThreadProfile], *, slots: int, top: int, title: st
     return "\n".join(lines)
 
 
-def profile(fmt: Format, *, readings: int, duration: int, rate: int, gil: bool, top: int) -> str:
+def profile(fmt: Format, *, readings: int, duration: int, rate: int, gil: bool, top: int, live: float = 0.0) -> str:
     tmp = Path(tempfile.mkdtemp(prefix="pwbench-profile-"))
-    suffix = f"{fmt}-gil" if gil else fmt
+    suffix = ("live" if live else fmt) + ("-gil" if gil else "")
     try:
         with InfluxDB1Server(tmp / "influxdb") as influx, MosquittoServer(tmp / "mosquitto", persistence=False) as mq:
             ctx = Context(tmp, influx, Sizes(ingest_readings=readings))
@@ -149,11 +150,16 @@ def profile(fmt: Format, *, readings: int, duration: int, rate: int, gil: bool, 
             config = service_config(tmp / "parkwatch.toml", data_dir=tmp / "data", mqtt_port=mq.port,
                                     store_url=influx.url_for("profile"), client_id="bench-profile", rules_file=rules)
             svc = ServiceProcess(config, tmp)
+            stack = contextlib.ExitStack()
             try:
                 svc.start(wait_for="subscribed to")
-                svc.terminate()
-                ingest.publish_backlog(mq.port, ingest.items_for(ctx, fmt))
-                svc.start(wait_for="session resumed")
+                load = contextlib.nullcontext({}) if not live else alert_latency.background_load(mq.port, live, 500)
+                if not live:
+                    svc.terminate()
+                    ingest.publish_backlog(mq.port, ingest.items_for(ctx, fmt))
+                    svc.start(wait_for="session resumed")
+                stack.enter_context(load)
+                time.sleep(3.0 if live else 0.0)
                 raw = tmp / f"profile-{suffix}.raw"
                 cmd = [shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record", "-o", str(raw),
                        "-f", "raw", "-r", str(rate), "--threads", "--pid", str(svc.pid), "-d", str(duration)]
@@ -164,12 +170,16 @@ def profile(fmt: Format, *, readings: int, duration: int, rate: int, gil: bool, 
                 subprocess.run(cmd, check=True, capture_output=True)
                 cpu1 = thread_cpu(svc.pid)
                 after, t1 = spool_counters(tmp / "data" / "spool.db"), time.monotonic()
+                stack.close()
                 svc.terminate()
             finally:
+                stack.close()
                 svc.kill()
         kept = (after.get("received", 0) - before.get("received", 0)) / (t1 - t0)
         stored = (after.get("stored", 0) - before.get("stored", 0)) / (t1 - t0)
-        title = (f"py-spy of the service ingesting a {readings:,}-reading {fmt} backlog: {duration} s at {rate} Hz"
+        what = f"live JSON readings offered at {live:,.0f}/s on 500 stations" if live else \
+            f"a {readings:,}-reading {fmt} backlog"
+        title = (f"py-spy of the service ingesting {what}: {duration} s at {rate} Hz"
                  f"{', GIL holder only' if gil else ', on-CPU threads'}; while profiled it kept {kept:,.0f} and "
                  f"stored {stored:,.0f} readings/s")
         threads = aggregate(raw)
@@ -191,9 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--gil", action="store_true", help="only samples of the thread holding the GIL")
     parser.add_argument("--top", type=int, default=12)
+    parser.add_argument("--live", type=float, default=0.0, metavar="RATE",
+                        help="instead of a backlog: live readings at RATE/s from bench.loadgen (part 2's load)")
     args = parser.parse_args(argv)
     print(profile(args.format, readings=args.readings, duration=args.duration, rate=args.rate, gil=args.gil,
-                  top=args.top))
+                  top=args.top, live=args.live))
     return 0
 
 

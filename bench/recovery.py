@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.context import Context
-from bench.env import HOST, PARK, CpuMeter, server_pid
+from bench.env import HOST, PARK, CpuMeter, OthersMeter, server_pid
 from bench.traffic import TZ, reading
 from ingest.decode import Decoder, DecodeSettings
 from ingest.drain import Drainer, DrainSettings
@@ -58,14 +58,16 @@ def run_once(ctx: Context, run_no: int) -> dict[str, Any]:
     drainer = Drainer(spool, store, DrainSettings(batch_size=BATCH, flush_interval_s=1.0))
     busy = ctx.wait_quiet()
     meter = CpuMeter({"drainer": os.getpid(), "influxd": server_pid(ctx.influx)})  # nothing else runs here
+    others = OthersMeter()
     thread = threading.Thread(target=drainer.run, name="drain", daemon=True)
     meter.start()
+    others.start()
     started = time.monotonic()
     drainer.stop()  # a stopped drainer drains what is left and returns when the spool is empty
     thread.start()
     thread.join()
     elapsed = time.monotonic() - started
-    cpu = meter.stop()
+    cpu, other = meter.stop(), others.stop()
     counters = spool.counters()
     spool.close()
     store.close()
@@ -76,6 +78,8 @@ def run_once(ctx: Context, run_no: int) -> dict[str, Any]:
     ctx.influx.execute(f'DROP DATABASE "{database}"')
     rate = rows / elapsed
     ctx.log(f"  spool drain: {rows:,} readings in {elapsed:.2f} s = {rate:,.0f} readings/s "
-            f"(filled at {fill_rate:,.0f}/s; write time in the store {drainer.write_seconds:.2f} s); cpu {cpu}")
+            f"(filled at {fill_rate:,.0f}/s; write time in the store {drainer.write_seconds:.2f} s); cpu {cpu}; "
+            f"other work {other:.0f} %")
     return {"rows": rows, "seconds": elapsed, "rate": rate, "fill_rate": fill_rate,
-            "store_write_seconds": drainer.write_seconds, "cpu_pct": cpu, "machine_busy_pct": busy}
+            "store_write_seconds": drainer.write_seconds, "cpu_pct": cpu, "machine_busy_pct": busy,
+            "others_cpu_pct": other}

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-FLAT_MB = 10.0  # memory counts as flat when it grows less than this after the first 10 % of the day
+FLAT_MB = 10.0  # memory counts as flat when it grows less than this after the first 10 % of the readings
 
 
 @dataclass(frozen=True)
@@ -60,8 +60,10 @@ def figures(parts: dict[str, list[dict[str, Any]]]) -> list[Figure]:
     if memory:
         out += [
             Figure("memory: peak RSS", "MB", [r["peak_rss_mb"] for r in memory], "<= 200 MB", lambda v: v <= 200),
-            Figure("memory: growth after 10 % of the day", "MB", [r["growth_mb"] for r in memory],
+            Figure("memory: growth after the first 10 %", "MB", [r["growth_mb"] for r in memory],
                    f"flat (< {FLAT_MB:.0f} MB)", lambda v: v < FLAT_MB),
+            Figure("memory: simulated day covered", "%", [r["day_done_pct"] for r in memory], "100 %",
+                   lambda v: v >= 100),
         ]
     recovery = parts.get("recovery") or []
     if recovery:
@@ -93,6 +95,27 @@ def table(figs: list[Figure], runs: int) -> str:
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     title = f"ParkWatch benchmark: median, min and max of {runs} run{'s' if runs != 1 else ''}"
     return "\n".join([title, line(rows[0]), sep, *(line(r) for r in rows[1:])])
+
+
+def other_work(parts: dict[str, list[dict[str, Any]]]) -> str:
+    """One line: how much CPU other work on the machine used during each part's measurements."""
+    seen = []
+    for name, runs in parts.items():
+        values = [v for r in runs for v in _others(r)]
+        if values:
+            seen.append(f"{name} {statistics.median(values):.0f} % (max {max(values):.0f} %)")
+    if not seen:
+        return ""
+    return ("other work on the machine while measuring (CPU, % of one of the 2 cores; median, max): "
+            + ", ".join(seen))
+
+
+def _others(run: dict[str, Any]) -> list[float]:
+    found = [run["others_cpu_pct"]] if isinstance(run.get("others_cpu_pct"), int | float) else []
+    for value in run.values():
+        if isinstance(value, dict) and isinstance(value.get("others_cpu_pct"), int | float):
+            found.append(value["others_cpu_pct"])
+    return found
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 from bench import alert_latency, ingest, memory, recovery
 from bench.context import Context, Sizes
 from bench.env import REPO, InfluxDB1Server, MosquittoServer
-from bench.report import figures, table, write_json
+from bench.report import figures, other_work, table, write_json
 
 PARTS: dict[str, ModuleType] = {"recovery": recovery, "ingest": ingest, "alerts": alert_latency, "memory": memory}
 RESULTS = REPO / "bench" / "results" / "latest.json"
@@ -42,6 +42,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="runs per part (default 3)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON results")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, spools)")
+    parser.add_argument("--load-rate", type=float, default=None,
+                        help="background readings/s of the alerts part (default 5,000: the target's load)")
     parser.add_argument("--memory-seconds", type=int, default=None,
                         help="simulated seconds of the memory part (default: a day, 86,400: over an hour per run)")
     args = parser.parse_args(argv)
@@ -102,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = Sizes.quick() if args.quick else Sizes()
     if args.memory_seconds is not None:
         sizes = replace(sizes, memory_seconds=args.memory_seconds)
+    if args.load_rate is not None:
+        sizes = replace(sizes, load_rate=args.load_rate)
     log = lambda text: print(text, flush=True)  # noqa: E731
     started = datetime.now(UTC)
     at_start = machine()
@@ -110,6 +114,16 @@ def main(argv: list[str] | None = None) -> int:
         f"scratch {tmp}")
     parts: dict[str, list[dict[str, Any]]] = {}
     errors: dict[str, str] = {}
+
+    def save(complete: bool) -> None:
+        """The results so far (after each part, so a long run that is stopped still leaves its figures)."""
+        write_json(args.out, {
+            "complete": complete, "started_at": started.isoformat(), "finished_at": datetime.now(UTC).isoformat(),
+            "quick": args.quick, "runs": args.runs, "parts_run": args.parts, "sizes": sizes.__dict__,
+            "machine": at_start, "code_at_end": {k: v for k, v in machine().items() if k in ("commit", "uncommitted")},
+            "figures": [f.as_dict() for f in figures(parts)], "errors": errors, "parts": parts,
+        })
+
     try:
         with InfluxDB1Server(tmp / "influxdb") as influx:
             ctx = Context(tmp, influx, sizes, log)
@@ -117,20 +131,19 @@ def main(argv: list[str] | None = None) -> int:
                 parts[name], error = run_part(name, ctx, args.runs, log)
                 if error:
                     errors[name] = error
+                if name != args.parts[-1]:
+                    log(table(figures({name: parts[name]}), args.runs))
+                    save(complete=False)
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
-    figs = figures(parts)
     log("")
-    log(table(figs, args.runs))
+    log(table(figures(parts), args.runs))
+    if note := other_work(parts):
+        log(note)
     for name, error in errors.items():
         log(f"FAILED {name}: {error}")
-    write_json(args.out, {
-        "started_at": started.isoformat(), "finished_at": datetime.now(UTC).isoformat(), "quick": args.quick,
-        "runs": args.runs, "parts_run": args.parts, "sizes": sizes.__dict__, "machine": at_start,
-        "code_at_end": {k: v for k, v in machine().items() if k in ("commit", "uncommitted")},
-        "figures": [f.as_dict() for f in figs], "errors": errors, "parts": parts,
-    })
+    save(complete=True)
     log(f"results: {args.out}")
     return 1 if errors else 0
 

@@ -130,6 +130,7 @@ class IngestSection(_Section):
     max_payload_bytes: int = Field(default=65536, ge=64, le=16 * 1024 * 1024)
     max_clock_skew_s: float = Field(default=600.0, ge=0)
     max_batch: int = Field(default=5000, ge=1, le=100_000)
+    linger_ms: float = Field(default=5.0, ge=0, le=1000)
 
 
 class GatewaySection(_Section):

@@ -14,7 +14,7 @@ from ingest.drain import Drainer, DrainSettings
 from ingest.errors import StoreError
 from ingest.points import Point
 from ingest.retry import RetryPolicy
-from ingest.spool import SpoolDb
+from ingest.spool import Row, SpoolDb
 from ingest.stores.memory import MemoryStore
 
 FAST = RetryPolicy(initial_s=0.01, cap_s=0.02)
@@ -59,6 +59,29 @@ class TestBatching:
         drainer.notify(10)
         assert eventually(lambda: store.count() == 10, timeout=2)
         drainer.stop()
+
+    def test_each_point_is_read_from_the_spool_once(self, tmp_path: Path, spool: SpoolDb) -> None:
+        """Under a trickle the drainer waits for the timer, then reads the batch: it does not read the spool
+        before waiting as well (that decoded every point twice)."""
+        store = MemoryStore()
+
+        class CountingSpool(SpoolDb):
+            read = 0
+
+            def peek(self, limit: int) -> list[Row]:
+                rows = super().peek(limit)
+                CountingSpool.read += len(rows)
+                return rows
+
+        drainer = Drainer(CountingSpool(tmp_path / "s.db").open(), store, DrainSettings(batch_size=1000,
+                                                                                        flush_interval_s=0.05))
+        running(drainer)
+        for start in (0, 4, 8):
+            keep(spool, 4, start)
+            drainer.notify(4)
+            assert eventually(lambda n=start + 4: store.count() == n, timeout=2)
+        drainer.stop()
+        assert CountingSpool.read == 12
 
     def test_a_partial_batch_is_written_when_the_timer_fires(self, tmp_path: Path, spool: SpoolDb) -> None:
         """Fewer than batch_size points are written after flush_interval, not when the next one arrives."""

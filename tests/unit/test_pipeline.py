@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -72,6 +72,52 @@ class TestAcknowledgement:
         assert topic == "park/demo/deadletter" and json.loads(payload)["code"] == "not_an_object"
         assert eventually((tmp_path / "dl.jsonl").exists)
         assert json.loads((tmp_path / "dl.jsonl").read_text())["code"] == "not_an_object"
+
+
+class TestGroupCommit:
+    def build(self, tmp_path: Path, source: FakeSource, linger_s: float, sleep: Callable[[float], None],
+              max_batch: int = 5000) -> Pipeline:
+        decoder = Decoder(DecodeSettings(park="demo", tz=ZoneInfo("Asia/Shanghai")), time.time_ns)
+        settings = PipelineSettings(spool_path=tmp_path / "spool.db", deadletter_log=None,
+                                    deadletter_topic="park/demo/deadletter", linger_s=linger_s, max_batch=max_batch)
+        return Pipeline(source, decoder, MemoryStore(), settings, sleep=sleep)
+
+    def test_messages_arriving_while_it_lingers_share_one_batch(self, tmp_path: Path) -> None:
+        """After a batch's first message the pipeline waits linger_s for more, then keeps them together."""
+        source, lingered, batches = FakeSource(), [], []
+
+        def linger(seconds: float) -> None:  # four more messages arrive while the pipeline waits
+            lingered.append(seconds)
+            if len(lingered) == 1:
+                for i in range(1, 5):
+                    source.put("park/demo/air/A/reading", reading(i))
+
+        pipeline = self.build(tmp_path, source, 0.005, linger)
+        pipeline.add_listener(lambda new: batches.append(len(new)))
+        pipeline.start()
+        try:
+            source.put("park/demo/air/A/reading", reading(0))
+            assert eventually(lambda: batches == [5])
+            assert lingered == [0.005]
+        finally:
+            pipeline.stop()
+
+    @pytest.mark.parametrize(("linger_s", "max_batch"), [(0.0, 5000), (0.005, 3)],
+                             ids=["linger off", "batch already full"])
+    def test_it_does_not_wait_when_off_or_when_the_batch_is_full(
+        self, tmp_path: Path, linger_s: float, max_batch: int
+    ) -> None:
+        source, lingered, batches = FakeSource(), [], []
+        for i in range(3):
+            source.put("park/demo/air/A/reading", reading(i))
+        pipeline = self.build(tmp_path, source, linger_s, lingered.append, max_batch=max_batch)
+        pipeline.add_listener(lambda new: batches.append(len(new)))
+        pipeline.start()
+        try:
+            assert eventually(lambda: batches == [3])
+            assert lingered == []
+        finally:
+            pipeline.stop()
 
 
 class TestIsolation:
