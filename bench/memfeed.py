@@ -16,6 +16,7 @@ drainer to InfluxDB, the rules thread (threshold rules and the air-quality track
 
 from __future__ import annotations
 
+import gc
 import json
 import queue
 import resource
@@ -103,6 +104,8 @@ def main(argv: list[str]) -> int:
     feed = FeedSource()
     with mock.patch("config.compose.MqttSource", lambda *args, **kwargs: feed):
         service = build(settings)
+    gc.collect()  # as config.cli.cmd_run does
+    gc.freeze()
     topics = [f"park/{settings.park.id}/air/MS{n:04d}/reading" for n in range(p["stations"])]
     seconds, every, cap = p["seconds"], p["sample_every"], p["rss_cap_mb"]
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=seconds)

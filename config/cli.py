@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import json
 import signal
@@ -73,6 +74,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     logs.configure(settings.log.level, settings.log.json_lines)
     service = build(settings)
+    # What is built by now (modules, schemas, the service) lives as long as the process: move it out of the
+    # cyclic collector's way. A full collection stops every thread; the benchmark saw them take 130-220 ms
+    # with these ~100,000 objects in the oldest generation, and 80-110 ms without them.
+    gc.collect()
+    gc.freeze()
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -37,7 +37,7 @@ class RulesRunner:
         state_path: Path,
         tick_s: float = 5.0,
         save_every_s: float = 30.0,
-        max_pending_batches: int = 4,
+        max_pending_batches: int = 1,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._path = rules_path
@@ -49,7 +49,11 @@ class RulesRunner:
         # Bounded: when the rules fall behind, the ingest thread waits here (and the broker holds the rest)
         # instead of the backlog growing in memory. The benchmark fed a day of 500 stations and saw RSS
         # reach gigabytes through this queue while it was unbounded, and 550 MB with 64 batches of up to
-        # 5,000 decoded readings each; 4 batches keep the rules busy without holding more than ~20,000.
+        # 5,000 decoded readings each. Even 4 batches (~2.4 KB per Decoded: ~50 MB, plus the batch the
+        # ingest thread holds while it waits and the one being judged) set a high-water of Python objects
+        # that pymalloc never gives back: its 1 MiB arenas stay mapped while one long-lived object (rule
+        # state) sits in them, so RSS ratcheted up towards that high-water for hours (bench memory: +40 MB
+        # over 4 simulated hours, used blocks flat). One pending batch still keeps the rules busy.
         self._queue: queue.Queue[Sequence[Decoded] | None] = queue.Queue(maxsize=max_pending_batches)
         self._reload = threading.Event()
         self._latest: datetime | None = None

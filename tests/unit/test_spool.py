@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from ingest.decode import Decoded
@@ -94,6 +95,40 @@ class TestDedup:
         db = spool(tmp_path)
         kept = db.keep(["t"] * 2, [Decoded(point, None, None), Decoded(point, None, None)], [], now_ns=0)
         assert kept.duplicates == 0
+
+
+class TestReleasing:
+    def test_released_rows_leave_the_spool_and_no_other(self, tmp_path: Path) -> None:
+        """A batch of the oldest rows, or any other selection of rows, is deleted exactly."""
+        db = spool(tmp_path)
+        db.keep(["t"] * 10, [reading("A", ts) for ts in range(10)], [], now_ns=0)
+        rows = db.peek(10)
+        db.release(rows[:4])  # the oldest: a run of ids
+        assert [r.point.ts_ns for r in db.peek(10)] == list(range(4, 10))
+        db.release([rows[5], rows[7]])  # not a run
+        assert [r.point.ts_ns for r in db.peek(10)] == [4, 6, 8, 9]
+        assert db.counters()["stored"] == 6
+
+    def test_writers_of_one_process_take_turns(self, tmp_path: Path) -> None:
+        """Every connection to one spool file shares one writer lock (threads wait on it, not in SQLite's
+        stepped busy sleeps); a different spool file has its own."""
+        a, b, other = spool(tmp_path), spool(tmp_path), SpoolDb(tmp_path / "other.db").open()
+        assert a._writing is b._writing and a._writing is not other._writing
+        with a._writing:
+            assert not b._writing.acquire(blocking=False)
+        kept: list[bool] = []
+
+        def keep() -> None:
+            b.keep(["t"], [reading("A", 1)], [], now_ns=0)
+            kept.append(True)
+
+        with a._writing:
+            thread = threading.Thread(target=keep)
+            thread.start()
+            thread.join(0.2)
+            assert kept == []  # waiting for the lock
+        thread.join(5)
+        assert kept == [True]
 
 
 class TestCounters:
