@@ -13,8 +13,10 @@ The service runs with rules on (bench.env.rules_toml), acknowledgements after th
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -60,7 +62,25 @@ def run_once(ctx: Context, run_no: int) -> dict[str, Any]:
     for fmt in ("json", "hj212"):
         out[fmt] = measure_service(ctx, fmt, run_no)  # type: ignore[arg-type]
         out[f"ratio_{fmt}"] = out[fmt]["rate"] / ref["rate"]
+        out[f"budget_{fmt}"] = cpu_budget(ref, out[fmt], ctx.log)
     return out
+
+
+def cpu_budget(ref: dict[str, Any], svc: dict[str, Any], log: Callable[[str], None]) -> dict[str, float]:
+    """Whether the target is within this machine's reach: the CPU every reading costs (the service,
+    mosquitto and influxd together, from their kernel accounting), and how many cores the target rate
+    (75 % of the reference) would take at that cost. Above the machine's core count the target cannot be
+    met without making each reading cheaper, however the work were spread over threads or processes."""
+    per_reading_us = sum(svc["cpu_pct"].values()) / 100 / svc["rate"] * 1e6
+    service_us = svc["cpu_pct"]["service"] / 100 / svc["rate"] * 1e6
+    ref_us = sum(ref["cpu_pct"].values()) / 100 / ref["rate"] * 1e6
+    cores = 0.75 * ref["rate"] * per_reading_us / 1e6
+    cpus = os.cpu_count() or 1
+    log(f"    CPU per reading: service {service_us:.0f} us, with mosquitto and influxd {per_reading_us:.0f} us "
+        f"(reference {ref_us:.0f} us per message); at 75 % of the reference ({0.75 * ref['rate']:,.0f}/s) that "
+        f"is {cores:.2f} cores of this machine's {cpus}")
+    return {"service_us": service_us, "total_us": per_reading_us, "reference_us": ref_us,
+            "cores_at_target": cores, "cpus": cpus}
 
 
 def publish_backlog(port: int, items: list[Item]) -> float:

@@ -68,7 +68,7 @@ def run_once(ctx: Context, run_no: int) -> dict[str, Any]:
     samples = done["samples"]
     growth, base = growth_mb(samples, done["readings"])
     result = {"readings": done["readings"], "stations": sizes.memory_stations, "sim_seconds": done["sim_s"],
-              "day_done_pct": 100 * done["sim_s"] / sizes.memory_seconds, "capped": done["capped"],
+              "sim_hours": done["sim_s"] / 3600, "capped": done["capped"],
               "cap_mb": sizes.memory_cap_mb, "peak_rss_mb": done["peak_rss_mb"], "growth_mb": growth,
               "growth_from_readings": base, "rate": done["rate"], "elapsed_s": done["elapsed_s"],
               "spool_files": done["spool_files"], "counters": done["counters"], "samples": samples,

@@ -50,6 +50,12 @@ def figures(parts: dict[str, list[dict[str, Any]]]) -> list[Figure]:
             Figure("ingest HJ 212 / reference", "%", [100 * r["ratio_hj212"] for r in ingest], ">= 75 %",
                    lambda v: v >= 75),
         ]
+        if all("budget_json" in r for r in ingest):
+            out += [
+                Figure("CPU per JSON reading (all processes)", "us", [r["budget_json"]["total_us"] for r in ingest]),
+                Figure("cores 75 % of the reference needs", "cores", [r["budget_json"]["cores_at_target"]
+                                                                       for r in ingest]),
+            ]
     alerts = parts.get("alerts") or []
     if alerts:
         out += [
@@ -62,8 +68,8 @@ def figures(parts: dict[str, list[dict[str, Any]]]) -> list[Figure]:
             Figure("memory: peak RSS", "MB", [r["peak_rss_mb"] for r in memory], "<= 200 MB", lambda v: v <= 200),
             Figure("memory: growth after the first 10 %", "MB", [r["growth_mb"] for r in memory],
                    f"flat (< {FLAT_MB:.0f} MB)", lambda v: v < FLAT_MB),
-            Figure("memory: simulated day covered", "%", [r["day_done_pct"] for r in memory], "100 %",
-                   lambda v: v >= 100),
+            Figure("memory: simulated time fed", "h", [r["sim_hours"] for r in memory], "24 h (a day)",
+                   lambda v: v >= 24),
         ]
     recovery = parts.get("recovery") or []
     if recovery:
@@ -73,7 +79,9 @@ def figures(parts: dict[str, list[dict[str, Any]]]) -> list[Figure]:
 
 
 def _fmt(value: float, unit: str) -> str:
-    if unit in ("%", "ms", "MB"):
+    if unit == "cores":
+        return f"{value:,.2f}"
+    if unit in ("%", "ms", "MB", "h"):
         return f"{value:,.1f}"
     return f"{value:,.0f}"
 

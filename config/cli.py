@@ -74,9 +74,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     logs.configure(settings.log.level, settings.log.json_lines)
     service = build(settings)
-    # What is built by now (modules, schemas, the service) lives as long as the process: move it out of the
-    # cyclic collector's way. A full collection stops every thread; the benchmark saw them take 130-220 ms
-    # with these ~100,000 objects in the oldest generation, and 80-110 ms without them.
+    # What is built by now (~100,000 objects: modules, schemas, the service) lives as long as the process:
+    # move it out of the cyclic collector's way, so that a full collection, which stops every thread, walks
+    # only what was made since.
     gc.collect()
     gc.freeze()
     stop = threading.Event()
