@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -109,23 +109,16 @@ class SpoolDb:
         self, topics: Sequence[str], decoded: Sequence[Decoded], dead: Sequence[DeadLetter], *, now_ns: int
     ) -> Kept:
         """Durably keep one batch of received messages: valid ones (with their topics) and rejected ones."""
-        db = self._db
-        with self._writing:
-            try:
-                db.execute("BEGIN IMMEDIATE")
-                new, new_topics, keys = self._dedup(topics, decoded, now_ns)
-                db.executemany(
-                    "INSERT INTO spool (topic, point) VALUES (?, ?)",
-                    [(t, d.point.to_bytes()) for t, d in zip(new_topics, new, strict=True)],
-                )
-                db.executemany("INSERT INTO seen (key, at) VALUES (?, ?)", [(k, now_ns) for k in keys])
-                db.executemany("INSERT INTO outbox (record) VALUES (?)", [(d.to_json(),) for d in dead])
-                duplicates = len(decoded) - len(new)
-                self._add(received=len(decoded) + len(dead), duplicates=duplicates, deadlettered=len(dead))
-                db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise SpoolError(f"cannot keep batch: {exc}") from exc
+        with self._transaction("keep batch") as db:
+            new, new_topics, keys = self._dedup(topics, decoded, now_ns)
+            db.executemany(
+                "INSERT INTO spool (topic, point) VALUES (?, ?)",
+                [(t, d.point.to_bytes()) for t, d in zip(new_topics, new, strict=True)],
+            )
+            db.executemany("INSERT INTO seen (key, at) VALUES (?, ?)", [(k, now_ns) for k in keys])
+            db.executemany("INSERT INTO outbox (record) VALUES (?)", [(d.to_json(),) for d in dead])
+            duplicates = len(decoded) - len(new)
+            self._add(received=len(decoded) + len(dead), duplicates=duplicates, deadlettered=len(dead))
         return Kept(tuple(new), duplicates)
 
     def _dedup(
@@ -166,14 +159,8 @@ class SpoolDb:
         """Keep points the service derived itself (alert changes, AQI): stored like the rest, but they
         are not messages, so they stay out of the received/stored accounting."""
         rows = [(topic, p.to_bytes()) for p in points]
-        with self._writing:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._db.executemany("INSERT INTO spool (topic, point, counted) VALUES (?, ?, 0)", rows)
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise SpoolError(f"cannot keep derived points: {exc}") from exc
+        with self._transaction("keep derived points") as db:
+            db.executemany("INSERT INTO spool (topic, point, counted) VALUES (?, ?, 0)", rows)
 
     def prune_seen(self, older_than_ns: int) -> int:
         """Forget dedup keys kept since before `older_than_ns` (the dedup window has passed)."""
@@ -200,18 +187,12 @@ class SpoolDb:
         counted = sum(r.counted for r in rows)
         failed_counted = sum(r.counted for r, _ in failed)
         records = [(d.to_json(),) for _, d in failed]
-        with self._writing:
-            try:
-                self._db.execute("BEGIN IMMEDIATE")
-                self._delete(rows)
-                self._db.executemany("INSERT INTO outbox (record) VALUES (?)", records)
-                self._add(stored=counted - failed_counted, deadlettered=failed_counted,
-                          derived_stored=len(rows) - counted - (len(failed) - failed_counted),
-                          derived_deadlettered=len(failed) - failed_counted)
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise SpoolError(f"cannot release stored rows: {exc}") from exc
+        with self._transaction("release stored rows") as db:
+            self._delete(rows)
+            db.executemany("INSERT INTO outbox (record) VALUES (?)", records)
+            self._add(stored=counted - failed_counted, deadlettered=failed_counted,
+                      derived_stored=len(rows) - counted - (len(failed) - failed_counted),
+                      derived_deadlettered=len(failed) - failed_counted)
 
     def _delete(self, rows: Sequence[Row]) -> None:
         """Delete the rows. A batch from `peek` is a run of consecutive ids (the oldest rows; AUTOINCREMENT
@@ -260,6 +241,23 @@ class SpoolDb:
             "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
             [(k, v) for k, v in deltas.items() if v],
         )
+
+    @contextlib.contextmanager
+    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+        """One write transaction, holding the process's writer lock: committed if the block completes,
+        rolled back if anything in it raises; an SQLite error comes out as SpoolError("cannot {what}")."""
+        db = self._db
+        with self._writing:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                yield db
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise SpoolError(f"cannot {what}: {exc}") from exc
+            except BaseException:
+                self._rollback()  # not left open: the next BEGIN would fail on this connection
+                raise
 
     def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.Error):  # no transaction was open: nothing to undo

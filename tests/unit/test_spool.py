@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import pytest
+
 from ingest.decode import Decoded
 from ingest.messages import DeadLetter
 from ingest.points import Point
@@ -108,6 +110,17 @@ class TestReleasing:
         db.release([rows[5], rows[7]])  # not a run
         assert [r.point.ts_ns for r in db.peek(10)] == [4, 6, 8, 9]
         assert db.counters()["stored"] == 6
+
+    def test_a_batch_that_fails_midway_leaves_nothing_behind(self, tmp_path: Path) -> None:
+        """Whatever raises inside a transaction rolls it back: the batch is not half kept, and the next
+        batch goes through on the same connection."""
+        db = spool(tmp_path)
+        unstorable = Decoded(Point("air_quality", {"station": object()}, {"pm25": 1.0}, 5), "a|X||5", None)  # type: ignore[dict-item]
+        with pytest.raises(ValueError):
+            db.keep(["t", "t"], [reading("A", 1), unstorable], [], now_ns=0)
+        assert db.counters()["received"] == 0 and db.peek(10) == []
+        db.keep(["t"], [reading("A", 1)], [], now_ns=0)
+        assert db.counters()["received"] == 1 and len(db.peek(10)) == 1
 
     def test_writers_of_one_process_take_turns(self, tmp_path: Path) -> None:
         """Every connection to one spool file shares one writer lock (threads wait on it, not in SQLite's
