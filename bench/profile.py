@@ -150,30 +150,29 @@ def profile(fmt: Format, *, readings: int, duration: int, rate: int, gil: bool, 
             config = service_config(tmp / "parkwatch.toml", data_dir=tmp / "data", mqtt_port=mq.port,
                                     store_url=influx.url_for("profile"), client_id="bench-profile", rules_file=rules)
             svc = ServiceProcess(config, tmp)
-            stack = contextlib.ExitStack()
             try:
                 svc.start(wait_for="subscribed to")
-                load = contextlib.nullcontext({}) if not live else alert_latency.background_load(mq.port, live, 500)
                 if not live:
                     svc.terminate()
                     ingest.publish_backlog(mq.port, ingest.items_for(ctx, fmt))
                     svc.start(wait_for="session resumed")
-                stack.enter_context(load)
-                time.sleep(3.0 if live else 0.0)
-                raw = tmp / f"profile-{suffix}.raw"
-                cmd = [shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record", "-o", str(raw),
-                       "-f", "raw", "-r", str(rate), "--threads", "--pid", str(svc.pid), "-d", str(duration)]
-                if gil:
-                    cmd.append("--gil")
-                before, t0 = spool_counters(tmp / "data" / "spool.db"), time.monotonic()
-                cpu0 = thread_cpu(svc.pid)
-                subprocess.run(cmd, check=True, capture_output=True)
-                cpu1 = thread_cpu(svc.pid)
-                after, t1 = spool_counters(tmp / "data" / "spool.db"), time.monotonic()
-                stack.close()
+                load = alert_latency.background_load(mq.port, live, 500) if live else contextlib.nullcontext()
+                with load:
+                    if live:
+                        time.sleep(3.0)  # let the service settle into the load
+                    raw = tmp / f"profile-{suffix}.raw"
+                    cmd = [shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record", "-o",
+                           str(raw), "-f", "raw", "-r", str(rate), "--threads", "--pid", str(svc.pid), "-d",
+                           str(duration)]
+                    if gil:
+                        cmd.append("--gil")
+                    before, t0 = spool_counters(tmp / "data" / "spool.db"), time.monotonic()
+                    cpu0 = thread_cpu(svc.pid)
+                    subprocess.run(cmd, check=True, capture_output=True)
+                    cpu1 = thread_cpu(svc.pid)
+                    after, t1 = spool_counters(tmp / "data" / "spool.db"), time.monotonic()
                 svc.terminate()
             finally:
-                stack.close()
                 svc.kill()
         kept = (after.get("received", 0) - before.get("received", 0)) / (t1 - t0)
         stored = (after.get("stored", 0) - before.get("stored", 0)) / (t1 - t0)

@@ -12,7 +12,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -145,13 +145,3 @@ def live_payload() -> Callable[[int], bytes]:
     millisecond this was called in; cheap, for a load generator."""
     head = b'{"ts":"' + now_ms().isoformat().encode() + b'","values":'
     return lambda i: head + _VALUES[i % 40] + b"}"
-
-
-def live(*, stations: int, prefix: str) -> Iterator[Item]:
-    """An endless stream of JSON readings stamped with the time they are made, stations in turn (at 5,000/s
-    on 500 stations each station reports every 100 ms, so its event times stay distinct)."""
-    i = 0
-    while True:
-        station = station_id(i % stations, prefix)
-        yield f"park/{PARK}/air/{station}/reading", json_payload(now_ms(), values_for(i))
-        i += 1
