@@ -16,7 +16,6 @@ drainer to InfluxDB, the rules thread (threshold rules and the air-quality track
 
 from __future__ import annotations
 
-import gc
 import json
 import queue
 import resource
@@ -30,6 +29,7 @@ from unittest import mock
 
 import psutil
 
+from config import heap
 from config.compose import build
 from config.settings import settings_from_dict
 from ingest.messages import Message
@@ -104,8 +104,7 @@ def main(argv: list[str]) -> int:
     feed = FeedSource()
     with mock.patch("config.compose.MqttSource", lambda *args, **kwargs: feed):
         service = build(settings)
-    gc.collect()  # as config.cli.cmd_run does
-    gc.freeze()
+    heap.settle()  # as config.cli.cmd_run does
     topics = [f"park/{settings.park.id}/air/MS{n:04d}/reading" for n in range(p["stations"])]
     seconds, every, cap = p["seconds"], p["sample_every"], p["rss_cap_mb"]
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=seconds)

@@ -9,6 +9,7 @@ empty (the drainer is told to stop at once, and a stopped drainer returns when n
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 import time
@@ -19,6 +20,7 @@ from typing import Any
 from bench.context import Context
 from bench.env import HOST, PARK, CpuMeter, OthersMeter, server_pid
 from bench.traffic import TZ, reading
+from config import heap
 from ingest.decode import Decoder, DecodeSettings
 from ingest.drain import Drainer, DrainSettings
 from ingest.messages import Message
@@ -60,6 +62,8 @@ def run_once(ctx: Context, run_no: int) -> dict[str, Any]:
     meter = CpuMeter({"drainer": os.getpid(), "influxd": server_pid(ctx.influx)})  # nothing else runs here
     others = OthersMeter()
     thread = threading.Thread(target=drainer.run, name="drain", daemon=True)
+    threshold = gc.get_threshold()
+    heap.settle()  # the service's collector settings (config/heap.py), as `parkwatch run` has them
     meter.start()
     others.start()
     started = time.monotonic()
@@ -67,6 +71,8 @@ def run_once(ctx: Context, run_no: int) -> dict[str, Any]:
     thread.start()
     thread.join()
     elapsed = time.monotonic() - started
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
     cpu, other = meter.stop(), others.stop()
     counters = spool.counters()
     spool.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import importlib
 import json
 import signal
@@ -12,7 +11,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from config import logs
+from config import heap, logs
 from config.compose import build, build_gateway, mqtt_settings
 from config.settings import load_settings
 from ingest.errors import ConfigError, ParkWatchError
@@ -74,11 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     logs.configure(settings.log.level, settings.log.json_lines)
     service = build(settings)
-    # What is built by now (~100,000 objects: modules, schemas, the service) lives as long as the process:
-    # move it out of the cyclic collector's way, so that a full collection, which stops every thread, walks
-    # only what was made since.
-    gc.collect()
-    gc.freeze()
+    heap.settle()  # freeze the start-up heap, rarer young collections (config/heap.py)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

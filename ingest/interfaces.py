@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ingest.points import Point
 
@@ -28,6 +28,21 @@ class Store(Protocol):
     def write(self, points: Sequence[Point]) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class PreparingStore(Store, Protocol):
+    """A store that sends a batch in a wire form (line protocol) may offer its two steps apart:
+    ``write(points)`` is ``write_prepared(prepare(points))``. The drainer then prepares the next batch
+    while the current one is sent (encoding took about as long as InfluxDB took to write).
+
+    ``prepare`` raises ``StoreError(retryable=False)`` for a point the wire form cannot carry; the drainer
+    then writes that batch with ``write``, which finds the bad point as usual.
+    """
+
+    def prepare(self, points: Sequence[Point]) -> bytes: ...
+
+    def write_prepared(self, body: bytes) -> None: ...
 
 
 class FrameReader(Protocol):

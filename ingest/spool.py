@@ -23,6 +23,7 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 from ingest.decode import Decoded
 from ingest.errors import SpoolError
@@ -59,8 +60,10 @@ class Kept:
     duplicates: int
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
+class Row(NamedTuple):
+    """One point read back from the spool. A named tuple, immutable like the rest: the drainer makes a
+    million of these in a recovery, and a tuple is built in half the time of a frozen dataclass."""
+
     id: int
     topic: str
     point: Point
@@ -91,6 +94,10 @@ class SpoolDb:
             raise SpoolError(f"cannot open spool {self._path}: {exc}") from exc
         self._conn = conn
         return self
+
+    def another(self) -> SpoolDb:
+        """Another connection to the same spool, opened, for another thread."""
+        return type(self)(self._path, synchronous=self._synchronous).open()
 
     def close(self) -> None:
         if self._conn is not None:
@@ -172,14 +179,16 @@ class SpoolDb:
 
     # --- drain side -----------------------------------------------------------------------------------
 
-    def peek(self, limit: int) -> list[Row]:
-        """The oldest `limit` points still to store, in arrival order."""
+    def peek(self, limit: int, *, after: int = 0) -> list[Row]:
+        """The oldest `limit` points still to store with ids above `after`, in arrival order (ids only grow:
+        one writer at a time commits, so no row can appear below one already read)."""
         try:
-            rows = self._db.execute("SELECT id, topic, point, counted FROM spool ORDER BY id LIMIT ?",
-                                    (limit,)).fetchall()
+            rows = self._db.execute("SELECT id, topic, point, counted FROM spool WHERE id > ? ORDER BY id LIMIT ?",
+                                    (after, limit)).fetchall()
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot read spool: {exc}") from exc
-        return [Row(i, t, Point.from_bytes(p), bool(c)) for i, t, p, c in rows]
+        from_bytes = Point.from_bytes
+        return [Row(i, t, from_bytes(p), c == 1) for i, t, p, c in rows]
 
     def release(self, rows: Sequence[Row], failed: Iterable[tuple[Row, DeadLetter]] = ()) -> None:
         """The store has taken `rows` except `failed` (dead-lettered): forget them, count them."""

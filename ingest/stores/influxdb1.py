@@ -62,9 +62,18 @@ class InfluxDB1Store:
 
     def write(self, points: Sequence[Point]) -> None:
         """POST the batch as line protocol (ns precision); StoreError if the server does not take it."""
-        if not points:
-            return
-        body = self._body(points)
+        if points:
+            self.write_prepared(self.prepare(points))
+
+    def prepare(self, points: Sequence[Point]) -> bytes:
+        """The batch as the body of a write (PreparingStore); StoreError for a point it cannot carry."""
+        try:
+            return "\n".join(p.to_line() for p in points).encode()
+        except ValueError as exc:
+            raise StoreError(f"InfluxDB {self.base_url}: {exc}", retryable=False) from exc
+
+    def write_prepared(self, body: bytes) -> None:
+        """POST a body from `prepare`."""
         if not self._database_ready:
             self._create_database()
         status, text = self._post("/write", {"db": self.database, "precision": "ns"}, body)
@@ -75,12 +84,6 @@ class InfluxDB1Store:
     def close(self) -> None:
         """Close the pooled connections."""
         self._http.clear()
-
-    def _body(self, points: Sequence[Point]) -> bytes:
-        try:
-            return "\n".join(p.to_line() for p in points).encode()
-        except ValueError as exc:
-            raise StoreError(f"InfluxDB {self.base_url}: {exc}", retryable=False) from exc
 
     def _create_database(self) -> None:
         """CREATE DATABASE (idempotent); a refusal is left to the write, which says what is wrong."""

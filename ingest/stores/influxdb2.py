@@ -49,9 +49,20 @@ class InfluxDB2Store:
 
     def write(self, points: Sequence[Point]) -> None:
         """Write the batch (ns precision) and wait for the server's answer; StoreError if it refuses."""
-        if not points:
-            return
-        body = self._body(points)
+        if points:
+            self.write_prepared(self.prepare(points))
+
+    def prepare(self, points: Sequence[Point]) -> bytes:
+        """The batch as the body of a write (PreparingStore); StoreError for a point it cannot carry."""
+        try:
+            # VictoriaMetrics splits the body at every newline, even inside quotes, and skips the broken
+            # lines while answering 204: a newline in a string field goes as the two characters \n.
+            return "\n".join(p.to_line(escape_newlines=True) for p in points).encode()
+        except ValueError as exc:
+            raise StoreError(f"InfluxDB {self.url}: {exc}", retryable=False) from exc
+
+    def write_prepared(self, body: bytes) -> None:
+        """Send a body from `prepare` and wait for the server's answer."""
         try:
             self._api().write(bucket=self.bucket, org=self.org, record=body, write_precision=_NS)
         except ApiException as exc:
@@ -71,14 +82,6 @@ class InfluxDB2Store:
                                           ssl_context=self._tls)
             self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
         return self._write_api
-
-    def _body(self, points: Sequence[Point]) -> str:
-        try:
-            # VictoriaMetrics splits the body at every newline, even inside quotes, and skips the broken
-            # lines while answering 204: a newline in a string field goes as the two characters \n.
-            return "\n".join(p.to_line(escape_newlines=True) for p in points)
-        except ValueError as exc:
-            raise StoreError(f"InfluxDB {self.url}: {exc}", retryable=False) from exc
 
 
 def _api_error(exc: ApiException, url: str) -> StoreError:

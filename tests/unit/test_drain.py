@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -68,8 +68,8 @@ class TestBatching:
         class CountingSpool(SpoolDb):
             read = 0
 
-            def peek(self, limit: int) -> list[Row]:
-                rows = super().peek(limit)
+            def peek(self, limit: int, *, after: int = 0) -> list[Row]:
+                rows = super().peek(limit, after=after)
                 CountingSpool.read += len(rows)
                 return rows
 
@@ -135,3 +135,110 @@ class TestFailures:
         drainer.stop()
         drainer.run()
         assert store.count() == 5
+
+
+class RecordingStore(MemoryStore):
+    """Remembers each batch it was given (the values of field v), in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[float]] = []
+
+    def write(self, points: Sequence[Point]) -> None:
+        self.batches.append([float(p.fields["v"]) for p in points])
+        super().write(points)
+
+
+class TestReadingAhead:
+    def test_the_next_batch_is_read_while_the_current_one_is_written(self, tmp_path: Path,
+                                                                     spool: SpoolDb) -> None:
+        """The store's write of the first batch only returns once the second batch has been read: a drainer
+        that read only after writing would never get there."""
+        second_read = threading.Event()
+
+        class SignallingSpool(SpoolDb):
+            def peek(self, limit: int, *, after: int = 0) -> list[Row]:
+                rows = super().peek(limit, after=after)
+                if rows and rows[0].point.fields["v"] == 4.0:
+                    second_read.set()
+                return rows
+
+        class WaitingStore(RecordingStore):
+            def write(self, points: Sequence[Point]) -> None:
+                if points[0].fields["v"] == 0.0:
+                    assert second_read.wait(5), "the second batch was not read during the first write"
+                super().write(points)
+
+        keep(spool, 8)
+        store = WaitingStore()
+        drainer = Drainer(SignallingSpool(tmp_path / "s.db").open(), store, DrainSettings(batch_size=4))
+        drainer.stop()
+        drainer.run()
+        assert store.batches == [[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0]]
+
+    def test_no_more_than_one_batch_is_read_ahead(self, tmp_path: Path, spool: SpoolDb) -> None:
+        """While a write hangs, the drainer holds that batch and the next one, and reads no further."""
+        peeked: list[int] = []
+        release = threading.Event()
+
+        class CountingSpool(SpoolDb):
+            def peek(self, limit: int, *, after: int = 0) -> list[Row]:
+                rows = super().peek(limit, after=after)
+                peeked.append(len(rows))
+                return rows
+
+        class HangingStore(RecordingStore):
+            def write(self, points: Sequence[Point]) -> None:
+                release.wait(5)
+                super().write(points)
+
+        keep(spool, 20)
+        store = HangingStore()
+        drainer = Drainer(CountingSpool(tmp_path / "s.db").open(), store, DrainSettings(batch_size=4))
+        thread = running(drainer)
+        assert eventually(lambda: len(peeked) >= 2)
+        time.sleep(0.1)  # a drainer reading further would do it now
+        assert peeked == [4, 4]
+        release.set()
+        drainer.stop()
+        thread.join(5)
+        assert sum(len(b) for b in store.batches) == 20
+
+    def test_a_batch_read_ahead_is_written_after_the_retried_one_in_order(self, tmp_path: Path,
+                                                                          spool: SpoolDb) -> None:
+        """The store fails the first batch twice; the batch read meanwhile waits for it, and the store
+        receives every point once, in spool order."""
+        failures = [StoreError("connection refused", retryable=True)] * 2
+
+        class FlakyStore(RecordingStore):
+            def write(self, points: Sequence[Point]) -> None:
+                if failures:
+                    self.writes += 1
+                    raise failures.pop()
+                super().write(points)
+
+        keep(spool, 10)
+        store = FlakyStore()
+        drainer = Drainer(SpoolDb(tmp_path / "s.db").open(), store,
+                          DrainSettings(batch_size=4, flush_interval_s=0.01, retry=FAST))
+        drainer.stop()
+        drainer.run()
+        assert store.batches == [[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0], [8.0, 9.0]]
+        assert spool.counters()["in_spool"] == 0
+
+    def test_rows_left_by_an_outage_at_shutdown_are_drained_by_the_next_run(self, tmp_path: Path,
+                                                                            spool: SpoolDb) -> None:
+        """A run that gives up at its deadline leaves its batch (and the one read ahead) in the spool;
+        the next run starts again from the oldest row."""
+        store = RecordingStore()
+        store.fail_with = StoreError("connection refused", retryable=True)
+        keep(spool, 8)
+        drainer = Drainer(SpoolDb(tmp_path / "s.db").open(), store,
+                          DrainSettings(batch_size=4, flush_interval_s=0.01, retry=FAST))
+        drainer.stop()
+        drainer.run(deadline=time.monotonic)  # the deadline has passed at once
+        assert spool.counters()["in_spool"] == 8
+        store.fail_with = None
+        drainer.run()
+        assert store.batches[-2:] == [[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0]]
+        assert spool.counters()["in_spool"] == 0
