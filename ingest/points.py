@@ -38,7 +38,13 @@ class Point:
     def to_bytes(self) -> bytes:
         """The spool's form: marshal keeps float, int, str and bool apart and is four times faster than
         JSON. Only for our own local spool (marshal must never read untrusted bytes)."""
-        return _SPOOL_FORMAT + marshal.dumps((self.measurement, dict(self.tags), dict(self.fields), self.ts_ns))
+        tags, fields = self.tags, self.fields  # marshal takes plain dicts only: other mappings are copied
+        return _SPOOL_FORMAT + marshal.dumps((
+            self.measurement,
+            tags if type(tags) is dict else dict(tags),
+            fields if type(fields) is dict else dict(fields),
+            self.ts_ns,
+        ))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Point:

@@ -229,8 +229,8 @@ class StationAverages:
     ) -> tuple[Emitted, ...]:
         """Take every value of one reading at once (the same as `add` for each, advancing the clock once)."""
         _aware(ts)
-        hour = _hour(ts)
-        minute = ts.astimezone(UTC).minute
+        utc = ts.astimezone(UTC)
+        hour, minute = utc.replace(minute=0, second=0, microsecond=0), utc.minute  # as _hour(ts), once
         closed = self._closed_until is not None and hour < self._closed_until
         late: list[Emitted] = []
         for name, value in values.items():

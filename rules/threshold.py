@@ -69,6 +69,8 @@ class ThresholdRule(BaseRule):
         self._above = [sign * lv.above for lv in config.levels]
         self._clear = [sign * (lv.clear if lv.clear is not None else lv.above) for lv in config.levels]
         self._tracks: dict[str, _Track] = {}
+        self._no_since: list[float | None] = [None] * len(config.levels)
+        self._no_count = [0] * len(config.levels)
 
     def observe(self, event: Event, at: datetime) -> Iterable[Signal]:
         c = self.config
@@ -79,7 +81,14 @@ class ThresholdRule(BaseRule):
 
     def _step(self, source: str, value: float, at: datetime) -> list[Signal]:
         track = self._tracks.get(source) or self._new_track(source)
-        x, t = self._sign * value, epoch(at)
+        x = self._sign * value
+        if x <= self._above[0] and track.level < 0 and not track.announced:
+            # Quiet, and staying quiet (nearly every reading): what the full step below comes to, without
+            # its clock, lists and comparisons. The limits rise, so x is at or below every one of them.
+            track.since[:] = self._no_since
+            track.count[:] = self._no_count
+            return []
+        t = epoch(at)
         self._count_crossings(track, x, t)
         ready = [i for i, s in enumerate(track.since) if s is not None and t - s >= self.config.for_s
                  and track.count[i] >= self.config.count]
