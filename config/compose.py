@@ -138,7 +138,9 @@ def build(settings: Settings, *, now_ns: Callable[[], int] = time.time_ns) -> Se
     """Compile settings into a Service that is ready to start. Raises ConfigError; does no I/O."""
     s = settings
     token = s.store.token.get_secret_value() if s.store.token is not None else None
-    store = store_from_url(s.store_url, token=token, timeout_s=s.store.timeout_s, ca_file=s.store.ca_file)
+    password = s.store.password.get_secret_value() if s.store.password is not None else None
+    store = store_from_url(s.store_url, token=token, username=s.store.username, password=password,
+                           timeout_s=s.store.timeout_s, ca_file=s.store.ca_file)
     if s.store.retry_cap_s < s.store.retry_initial_s:
         raise ConfigError("store.retry_cap_s", "must not be below store.retry_initial_s")
     topics = Topics(s.park.id)

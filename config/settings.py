@@ -3,9 +3,9 @@
 Unknown keys are errors (a typo must not be silently ignored). A bad configuration raises ``ConfigError``
 naming the dotted key and the bad value, and the service refuses to start. Environment variables
 override the file: PARKWATCH_MQTT_URL, PARKWATCH_STORE_URL, PARKWATCH_PARK_ID, PARKWATCH_INFLUXDB_TOKEN,
-PARKWATCH_MQTT_PASSWORD. Secrets (`[mqtt] password`, `[store] token`) may also come from files
-(`password_file`, `token_file`), read here once; they are SecretStr, so no repr or dump shows them, and
-a URL in a repr shows no password.
+PARKWATCH_MQTT_PASSWORD, PARKWATCH_INFLUXDB_PASSWORD. Secrets (`[mqtt] password`, `[store] token`,
+`[store] password`) may also come from files (`password_file`, `token_file`), read here once; they are
+SecretStr, so no repr or dump shows them, and a URL in a repr shows no password.
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ ENV_OVERRIDES = {
     "PARKWATCH_PARK_ID": ("park", "id"),
     "PARKWATCH_INFLUXDB_TOKEN": ("store", "token"),
     "PARKWATCH_MQTT_PASSWORD": ("mqtt", "password"),
+    "PARKWATCH_INFLUXDB_PASSWORD": ("store", "password"),
 }
 # A secret and the file it may be read from: [section] key and key_file (an environment variable for the key
 # overrides both).
-SECRET_FILES = (("mqtt", "password"), ("store", "token"))
+SECRET_FILES = (("mqtt", "password"), ("store", "token"), ("store", "password"))
 
 
 class _Section(BaseModel):
@@ -112,6 +113,9 @@ class StoreSection(_Section):
     url: str | None = None  # None: sqlite in the data directory
     token: SecretStr | None = None  # influxdb://: the API token; or PARKWATCH_INFLUXDB_TOKEN
     token_file: str | None = None  # read once at start-up; a trailing newline is not part of the token
+    username: str | None = None  # influxdb1://: the user, unless store.url carries one
+    password: SecretStr | None = None  # influxdb1://: with username; or PARKWATCH_INFLUXDB_PASSWORD
+    password_file: str | None = None  # read once at start-up; a trailing newline is not part of the password
     ca_file: str | None = None  # influxdbs://, influxdb1s://: the CA of the server's certificate; none: the system's
     batch_size: int = Field(default=5000, ge=1, le=100_000)
     flush_interval_s: float = Field(default=1.0, gt=0, le=3600)

@@ -287,18 +287,38 @@ class MosquittoServer(_ServerProcess):
 
 
 class InfluxDB1Server(_ServerProcess):
-    """InfluxDB 1.x (`influxd`) with its HTTP API on 127.0.0.1, authentication off, data in `workdir`.
+    """InfluxDB 1.x (`influxd`) with its HTTP API on 127.0.0.1, data in `workdir`.
 
     With `tls`, the API speaks HTTPS only (`https-enabled`), and `url_for` gives influxdb1s:// URLs.
+    With `admin` (user, password), authentication is on and that admin user is created at the first start;
+    this helper's own queries then log in as it.
     """
 
     binary = "influxd"
 
     def __init__(
-        self, workdir: Path, *, port: int | None = None, rpc_port: int | None = None, tls: TlsFiles | None = None
+        self,
+        workdir: Path,
+        *,
+        port: int | None = None,
+        rpc_port: int | None = None,
+        tls: TlsFiles | None = None,
+        admin: tuple[str, str] | None = None,
     ) -> None:
         super().__init__(workdir, port=port, tls=tls)
         self.rpc_port = rpc_port if rpc_port is not None else free_port()
+        self.admin = admin
+        self._admin_created = False
+
+    def start(self) -> None:
+        super().start()
+        if self.admin is not None and not self._admin_created:
+            user, password = self.admin
+            query = f"CREATE USER \"{_influxql_ident(user)}\" WITH PASSWORD '{password}' WITH ALL PRIVILEGES"
+            status, body = http_post_form(f"{self.base_url}/query", {"q": query}, context=self._client_context())
+            if status != 200 or b'"error"' in body:
+                raise RuntimeError(f"cannot create the InfluxDB admin user ({status}): {body.decode(errors='replace')}")
+            self._admin_created = True
 
     @property
     def base_url(self) -> str:
@@ -338,11 +358,13 @@ class InfluxDB1Server(_ServerProcess):
 
     def _query_json(self, db: str, influxql: str, *, post: bool = False) -> dict[str, Any]:
         form = {"db": db, "q": influxql, "epoch": "ns"}
+        # influxd reads credentials from the URL's query (or a header), never from a form body
+        login = "" if self.admin is None else "?" + urllib.parse.urlencode({"u": self.admin[0], "p": self.admin[1]})
         if post:
-            status, body = http_post_form(f"{self.base_url}/query", form, context=self._client_context())
+            status, body = http_post_form(f"{self.base_url}/query{login}", form, context=self._client_context())
         else:
-            status, body = http_get(f"{self.base_url}/query?{urllib.parse.urlencode(form)}", timeout_s=30,
-                                    context=self._client_context())
+            query = urllib.parse.urlencode(form) + ("&" + login[1:] if login else "")
+            status, body = http_get(f"{self.base_url}/query?{query}", timeout_s=30, context=self._client_context())
         if status != 200:
             raise RuntimeError(f"InfluxDB query failed ({status}): {body.decode(errors='replace')}")
         parsed: dict[str, Any] = json.loads(body)
@@ -371,7 +393,7 @@ bind-address = "{HOST}:{self.rpc_port}"
 [http]
   enabled = true
   bind-address = "{HOST}:{self.port}"
-  auth-enabled = false
+  auth-enabled = {"true" if self.admin is not None else "false"}
   log-enabled = false
   max-row-limit = 0
 {self._https_config()}

@@ -39,7 +39,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def cmd_report(args: argparse.Namespace) -> int:
     """Compute and write the report; 1 if the store cannot be read."""
     settings = load_settings(args.config)
-    reader = reader_from_url(settings.store_url, timeout_s=settings.store.timeout_s, ca_file=settings.store.ca_file)
+    store = settings.store
+    reader = reader_from_url(settings.store_url, timeout_s=store.timeout_s, ca_file=store.ca_file,
+                             username=store.username,
+                             password=store.password.get_secret_value() if store.password is not None else None)
     try:
         report = daily_report(reader, settings.park.id, args.date, settings.park.tz)
     except StoreError as exc:

@@ -4,7 +4,8 @@
     sqlite:///./data/parkwatch.db               relative to the working directory (also sqlite:data/x.db)
     influxdb://host:8086?org=ORG&bucket=BKT     InfluxDB2Store, the v2 write API; token from the argument
     influxdbs://...                             the same over HTTPS
-    influxdb1://[user:password@]host:8086/DB    InfluxDB1Store, the 1.x API; user and password URL-encoded
+    influxdb1://[user:password@]host:8086/DB    InfluxDB1Store, the 1.x API; user and password URL-encoded,
+                                                or given apart ([store] username, password or password_file)
     influxdb1s://...                            the same over HTTPS
 
 The port defaults to 8086. Over HTTPS the server's certificate is checked against ``ca_file`` (or the
@@ -26,16 +27,25 @@ from ingest.stores.influxdb1 import InfluxDB1Store
 from ingest.stores.influxdb2 import InfluxDB2Store
 from ingest.stores.sqlite import SqliteStore
 
-__all__ = ["STORES", "InfluxDB1Store", "InfluxDB2Store", "SqliteStore", "store_from_url"]
+__all__ = ["STORES", "InfluxDB1Store", "InfluxDB2Store", "SqliteStore", "influxdb1_credentials", "store_from_url"]
 
 KEY = "store.url"
 DEFAULT_INFLUXDB_PORT = 8086
 
 
-def store_from_url(url: str, *, token: str | None = None, timeout_s: float = 10.0, ca_file: str | None = None) -> Store:
+def store_from_url(
+    url: str,
+    *,
+    token: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    timeout_s: float = 10.0,
+    ca_file: str | None = None,
+) -> Store:
     """The store that `url` names (see the module docstring); ConfigError("store.url", ...) if malformed.
 
-    `ca_file` is for the HTTPS schemes only (a ConfigError naming store.ca_file otherwise).
+    `ca_file` is for the HTTPS schemes only (a ConfigError naming store.ca_file otherwise); `username` and
+    `password` for influxdb1:// only, and only where the URL carries none (`influxdb1_credentials`).
     """
     try:
         parts = urlsplit(url)
@@ -44,11 +54,35 @@ def store_from_url(url: str, *, token: str | None = None, timeout_s: float = 10.
             known = ", ".join(f"{s}://" for s in STORES)
             raise _MalformedUrlError(f"unknown scheme {parts.scheme!r} (known: {known})")
         tls = _tls(parts.scheme, ca_file)
-        return factory(parts, token=token, timeout_s=timeout_s, tls=tls)
+        credentials = influxdb1_credentials(url, username, password)
+        return factory(parts, token=token, timeout_s=timeout_s, tls=tls, credentials=credentials)
     except ValueError as exc:  # from urlsplit or a factory; the text holds no password
         raise ConfigError(KEY, f"{redact_url(url)!r}: {exc}") from exc
 
 
+def influxdb1_credentials(url: str, username: str | None, password: str | None) -> tuple[str | None, str | None]:
+    """The user and password of an influxdb1:// store: from the URL, or from [store] username and password
+    (a password file or PARKWATCH_INFLUXDB_PASSWORD ends up there), never half from each.
+
+    ConfigError naming store.username or store.password for credentials a scheme does not take, given
+    twice, or a password without a user.
+    """
+    parts = urlsplit(url)
+    in_url_user = unquote(parts.username) if parts.username is not None else None
+    in_url_password = unquote(parts.password) if parts.password is not None else None
+    if username is None and password is None:
+        return in_url_user, in_url_password
+    key = "store.username" if username is not None else "store.password"
+    if parts.scheme not in INFLUXDB1_SCHEMES:
+        raise ConfigError(key, "is for influxdb1:// stores (influxdb:// takes a token)")
+    if in_url_user is not None or in_url_password is not None:
+        raise ConfigError(key, "store.url carries a user already: give the credentials in one place")
+    if username is None:
+        raise ConfigError("store.password", "needs a user: store.username")
+    return username, password
+
+
+INFLUXDB1_SCHEMES = frozenset({"influxdb1", "influxdb1s"})
 HTTPS_SCHEMES = frozenset({"influxdbs", "influxdb1s"})
 
 
@@ -60,11 +94,16 @@ def _tls(scheme: str, ca_file: str | None) -> ssl.SSLContext | None:
     return None
 
 
+_Credentials = tuple[str | None, str | None]
+
+
 class _MalformedUrlError(ValueError):
     """What is wrong with a store URL; store_from_url adds the (redacted) URL."""
 
 
-def _sqlite(parts: SplitResult, *, token: str | None, timeout_s: float, tls: ssl.SSLContext | None) -> Store:
+def _sqlite(
+    parts: SplitResult, *, token: str | None, timeout_s: float, tls: ssl.SSLContext | None, credentials: _Credentials
+) -> Store:
     if parts.netloc or parts.query or parts.fragment:
         raise _MalformedUrlError("a sqlite URL is sqlite:///PATH, with no host, query or fragment")
     path = unquote(parts.path)
@@ -75,7 +114,9 @@ def _sqlite(parts: SplitResult, *, token: str | None, timeout_s: float, tls: ssl
     return SqliteStore(Path(path), timeout_s=timeout_s)
 
 
-def _influxdb2(parts: SplitResult, *, token: str | None, timeout_s: float, tls: ssl.SSLContext | None) -> Store:
+def _influxdb2(
+    parts: SplitResult, *, token: str | None, timeout_s: float, tls: ssl.SSLContext | None, credentials: _Credentials
+) -> Store:
     host, port = _host_port(parts)
     if parts.username is not None or parts.password is not None:
         raise _MalformedUrlError("the v2 API takes a token ([store] token or PARKWATCH_INFLUXDB_TOKEN), not a user")
@@ -89,13 +130,14 @@ def _influxdb2(parts: SplitResult, *, token: str | None, timeout_s: float, tls: 
     return InfluxDB2Store(f"{scheme}://{_host_part(host)}:{port}", org, bucket, token, timeout_s, tls=tls)
 
 
-def _influxdb1(parts: SplitResult, *, token: str | None, timeout_s: float, tls: ssl.SSLContext | None) -> Store:
+def _influxdb1(
+    parts: SplitResult, *, token: str | None, timeout_s: float, tls: ssl.SSLContext | None, credentials: _Credentials
+) -> Store:
     host, port = _host_port(parts)
     database = unquote(parts.path[1:]) if parts.path.startswith("/") else ""
     if not database or "/" in database or parts.query or parts.fragment:
         raise _MalformedUrlError("expected influxdb1://[user:password@]host:port/DATABASE")
-    username = unquote(parts.username) if parts.username is not None else None
-    password = unquote(parts.password) if parts.password is not None else None
+    username, password = credentials
     return InfluxDB1Store(host, port, database, username, password, timeout_s, tls is not None, tls=tls)
 
 

@@ -27,33 +27,50 @@ import urllib3
 from ingest.errors import ConfigError, StoreError
 from ingest.interfaces import FrameReader
 from ingest.security import client_tls_context
-from ingest.stores import DEFAULT_INFLUXDB_PORT, HTTPS_SCHEMES, KEY, SqliteStore, store_from_url
+from ingest.stores import (
+    DEFAULT_INFLUXDB_PORT,
+    HTTPS_SCHEMES,
+    KEY,
+    SqliteStore,
+    influxdb1_credentials,
+    store_from_url,
+)
 
 CHUNK_ROWS = 10_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_ERROR_TEXT = 300
 
 
-def reader_from_url(url: str, *, timeout_s: float = 30.0, ca_file: str | None = None) -> FrameReader:
+def reader_from_url(
+    url: str,
+    *,
+    timeout_s: float = 30.0,
+    ca_file: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+) -> FrameReader:
     """The reader of the store that `url` names; ConfigError("store.url", ...) if it cannot be read back.
 
-    `ca_file` ([store] ca_file) is the CA of an influxdb1s:// server's certificate, as for the store.
+    `ca_file` ([store] ca_file) is the CA of an influxdb1s:// server's certificate, `username` and
+    `password` ([store] username, password) the credentials of an influxdb1:// one, as for the store.
     """
     scheme = urlsplit(url).scheme
     if scheme in ("influxdb", "influxdbs"):
         raise ConfigError(KEY, "reports read sqlite:// and influxdb1:// stores; influxdb:// (the v2 API) "
                                "is not supported for reports yet")
-    store = store_from_url(url, timeout_s=timeout_s, ca_file=ca_file)  # the service's own checks
+    store = store_from_url(url, timeout_s=timeout_s, ca_file=ca_file, username=username,
+                           password=password)  # the service's own checks
     store.close()  # built only to check the URL: nothing is open yet
     if isinstance(store, SqliteStore):
         return SqliteReader(store.path)
     parts = urlsplit(url)
+    user, secret = influxdb1_credentials(url, username, password)
     return InfluxDB1Reader(
         parts.hostname or "",
         parts.port or DEFAULT_INFLUXDB_PORT,
         unquote(parts.path[1:]),
-        unquote(parts.username) if parts.username is not None else None,
-        unquote(parts.password) if parts.password is not None else None,
+        user,
+        secret,
         timeout_s=timeout_s,
         tls=client_tls_context(ca_file=ca_file, section="store") if scheme in HTTPS_SCHEMES else None,
     )

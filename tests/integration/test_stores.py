@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,6 +22,8 @@ from ingest.errors import ConfigError, StoreError
 from ingest.interfaces import Store
 from ingest.points import FieldValue, Point
 from ingest.stores import InfluxDB1Store, InfluxDB2Store, SqliteStore, store_from_url
+from ingest.stores.readers import reader_from_url
+from tests.conftest import require_binary
 from tests.servers import InfluxDB1Server, VictoriaMetricsServer
 
 Row = dict[str, Any]
@@ -424,3 +427,44 @@ class TestStoreFromUrl:
 def _store(store: Store, kind: type[T]) -> T:
     assert isinstance(store, kind)
     return store
+
+
+class TestInfluxDB1Authentication:
+    """An influxd with authentication on: the store and the report reader log in with [store] username and
+    password (or the URL's); without them, or with a wrong password, a write is refused as retryable (401:
+    credentials, not content), so the points stay in the spool."""
+
+    ADMIN = ("parkwatch", "s3cret-Pw")
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def server(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB1Server]:
+        require_binary(InfluxDB1Server.binary)
+        with InfluxDB1Server(tmp_path_factory.mktemp("influxdb1-auth"), admin=cls.ADMIN) as server:
+            server.create_database(DATABASE)
+            yield server
+
+    def test_a_store_with_username_and_password_writes_and_a_report_reads_back(self, server: InfluxDB1Server) -> None:
+        user, password = self.ADMIN
+        store = store_from_url(server.url_for(DATABASE), username=user, password=password, timeout_s=5.0)
+        store.write([reading("AUTH1", 1_000_000_000, pm25=12.5)])
+        (row,) = server.query(DATABASE, "SELECT * FROM air_quality WHERE station = 'AUTH1'")
+        assert row["pm25"] == 12.5
+        reader = reader_from_url(server.url_for(DATABASE), username=user, password=password)
+        frame = reader.read_frame("air_quality", datetime(1970, 1, 1, tzinfo=UTC), datetime(1970, 1, 2, tzinfo=UTC))
+        assert list(frame["pm25"]) == [12.5]
+
+    def test_credentials_in_the_url_log_in_too(self, server: InfluxDB1Server) -> None:
+        user, password = self.ADMIN
+        url = server.url_for(DATABASE).replace("://", f"://{user}:{password}@")
+        store_from_url(url, timeout_s=5.0).write([reading("AUTH2", 2_000_000_000, pm25=1.0)])
+        assert server.count(DATABASE, "air_quality") >= 1
+
+    @pytest.mark.parametrize("password", [None, "wrong"])
+    def test_no_or_a_wrong_password_is_a_retryable_refusal(self, server: InfluxDB1Server, password: str | None) -> None:
+        credentials = {} if password is None else {"username": self.ADMIN[0], "password": password}
+        store = store_from_url(server.url_for(DATABASE), timeout_s=5.0, **credentials)
+        with pytest.raises(StoreError) as info:
+            store.write([reading("AUTH3", 3_000_000_000, pm25=1.0)])
+        assert info.value.retryable and info.value.status == 401
+        assert "wrong" not in str(info.value)

@@ -100,6 +100,42 @@ class TestSecretFiles:
         assert s.store.token is not None and s.store.token.get_secret_value() == TOKEN
 
 
+class TestInfluxDB1Credentials:
+    """influxdb1:// takes its user and password from the URL, or from [store] username and password
+    (password_file, PARKWATCH_INFLUXDB_PASSWORD), never half from each."""
+
+    def test_the_password_comes_from_a_file(self, tmp_path: Path) -> None:
+        raw = {"store": {"url": "influxdb1://h:8086/db", "username": "pw",
+                         "password_file": secret_file(tmp_path, PASSWORD + "\n")}}
+        s = settings(raw)
+        assert s.store.password is not None and s.store.password.get_secret_value() == PASSWORD
+        build(s)  # logging in with it: tests/integration/test_stores.py, TestInfluxDB1Authentication
+
+    def test_the_environment_gives_the_password(self) -> None:
+        s = settings({"store": {"url": "influxdb1://h:8086/db", "username": "pw"}},
+                     {"PARKWATCH_INFLUXDB_PASSWORD": PASSWORD})
+        assert s.store.password is not None and s.store.password.get_secret_value() == PASSWORD
+
+    @pytest.mark.parametrize("store,env,key", [
+        ({"url": "influxdb1://u:p@h:8086/db", "username": "pw"}, {}, "store.username"),
+        ({"url": "influxdb1://u@h:8086/db"}, {"PARKWATCH_INFLUXDB_PASSWORD": "x"}, "store.password"),
+        ({"url": "influxdb1://h:8086/db"}, {"PARKWATCH_INFLUXDB_PASSWORD": "x"}, "store.password"),
+        ({"url": "influxdb://h:8086?org=o&bucket=b", "username": "pw"}, {}, "store.username"),
+        ({"url": "sqlite:///tmp/x.db", "password": "x"}, {}, "store.password"),
+    ])
+    def test_credentials_given_twice_half_or_to_another_store_are_refused(
+        self, store: dict[str, str], env: dict[str, str], key: str
+    ) -> None:
+        """Refused at start-up with the key named, never silently preferring one of them."""
+        assert refused({"store": store}, env).key == key
+
+    def test_a_password_file_with_a_password_is_refused(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigError) as exc:
+            settings({"store": {"password": "a", "password_file": secret_file(tmp_path, "b")}})
+        assert exc.value.key == "store.password_file"
+
+
+
 class TestSecretsAreNotShown:
     def test_repr_of_the_settings_hides_passwords_tokens_and_url_credentials(self, tmp_path: Path) -> None:
         """No repr of the settings shows a password, a token or the password of a URL."""
