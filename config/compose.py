@@ -22,7 +22,7 @@ from alerts.render import Renderer
 from alerts.routing import Router
 from alerts.runtime import AlertsRuntime, StoreChannel
 from config.http_api import HttpApi, view_of
-from config.settings import GatewaySection, Settings, parse_mqtt_url
+from config.settings import GatewaySection, Settings, parse_mqtt_url, revealed
 from ingest import hj212
 from ingest.decode import Decoder, DecodeSettings
 from ingest.drain import DrainSettings
@@ -137,10 +137,8 @@ def decode_settings(settings: Settings) -> DecodeSettings:
 def build(settings: Settings, *, now_ns: Callable[[], int] = time.time_ns) -> Service:
     """Compile settings into a Service that is ready to start. Raises ConfigError; does no I/O."""
     s = settings
-    token = s.store.token.get_secret_value() if s.store.token is not None else None
-    password = s.store.password.get_secret_value() if s.store.password is not None else None
-    store = store_from_url(s.store_url, token=token, username=s.store.username, password=password,
-                           timeout_s=s.store.timeout_s, ca_file=s.store.ca_file)
+    store = store_from_url(s.store_url, token=revealed(s.store.token), username=s.store.username,
+                           password=revealed(s.store.password), timeout_s=s.store.timeout_s, ca_file=s.store.ca_file)
     if s.store.retry_cap_s < s.store.retry_initial_s:
         raise ConfigError("store.retry_cap_s", "must not be below store.retry_initial_s")
     topics = Topics(s.park.id)

@@ -318,6 +318,11 @@ def _with_secret_files(settings: Settings) -> Settings:
     return settings.model_copy(update=updates) if updates else settings
 
 
+def revealed(secret: SecretStr | None) -> str | None:
+    """The text of a secret setting, for the one place that hands it to a client; None if not set."""
+    return secret.get_secret_value() if secret is not None else None
+
+
 def parse_mqtt_url(url: str) -> tuple[str, int, bool, str | None, str | None]:
     """`mqtt://[user:password@]host:port` or `mqtts://...` -> (host, port, tls, user, password)."""
     parts = urlsplit(url)

@@ -48,6 +48,7 @@ class Drainer:
     ) -> None:
         self._spool = spool
         self._store = store
+        self._preparing = store if isinstance(store, PreparingStore) else None  # encodes apart from sending
         self._s = settings
         self._now_ns = now_ns
         self._on_stored = on_stored
@@ -126,10 +127,10 @@ class Drainer:
     def _prepare(self, rows: Sequence[Row]) -> bytes | None:
         """The batch in the store's wire form, or None: not a PreparingStore, or a point it cannot carry
         (then `write` finds it)."""
-        if not rows or not isinstance(self._store, PreparingStore):
+        if not rows or self._preparing is None:
             return None
         try:
-            return self._store.prepare([r.point for r in rows])
+            return self._preparing.prepare([r.point for r in rows])
         except StoreError:
             return None
 
@@ -151,8 +152,8 @@ class Drainer:
         """Write rows; on a permanent error split in halves. Transient errors propagate (retry all later)."""
         started = time.perf_counter()
         try:
-            if body is not None and isinstance(self._store, PreparingStore):
-                self._store.write_prepared(body)
+            if body is not None and self._preparing is not None:
+                self._preparing.write_prepared(body)
             else:
                 self._store.write([r.point for r in rows])
             return []

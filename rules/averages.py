@@ -229,8 +229,8 @@ class StationAverages:
     ) -> tuple[Emitted, ...]:
         """Take every value of one reading at once (the same as `add` for each, advancing the clock once)."""
         _aware(ts)
-        utc = ts.astimezone(UTC)
-        hour, minute = utc.replace(minute=0, second=0, microsecond=0), utc.minute  # as _hour(ts), once
+        utc = ts.astimezone(UTC)  # once: _hour of a UTC time does not convert again
+        hour, minute = _hour(utc), utc.minute
         closed = self._closed_until is not None and hour < self._closed_until
         late: list[Emitted] = []
         for name, value in values.items():

@@ -14,7 +14,7 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from config.settings import load_settings
+from config.settings import load_settings, revealed
 from ingest.errors import StoreError
 from ingest.stores.readers import reader_from_url
 from rules.report import daily_report, render_html, write_csv
@@ -41,8 +41,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     store = settings.store
     reader = reader_from_url(settings.store_url, timeout_s=store.timeout_s, ca_file=store.ca_file,
-                             username=store.username,
-                             password=store.password.get_secret_value() if store.password is not None else None)
+                             username=store.username, password=revealed(store.password))
     try:
         report = daily_report(reader, settings.park.id, args.date, settings.park.tz)
     except StoreError as exc:
