@@ -59,7 +59,8 @@ def run_once(ctx: Context, run_no: int) -> dict[str, Any]:
                 done = row
             else:
                 ctx.log(f"    {row['readings']:>12,} readings  sim {row['sim_s'] / 3600:5.2f} h  "
-                        f"RSS {row['rss_mb']:7.1f} MB  rules backlog {row['rules_backlog_batches']} batches  "
+                        f"RSS {row['rss_mb']:7.1f} MB  SQLite {row.get('sqlite_mb')} MB  "
+                        f"rules backlog {row['rules_backlog_batches']} batches  "
                         f"({row['elapsed_s']:,.0f} s, stored {row['stored']:,})")
         code = proc.wait(TIMEOUT_S)
         other = others.stop()

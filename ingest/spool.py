@@ -40,7 +40,9 @@ CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NU
 CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, record TEXT NOT NULL,
                                    logged INTEGER NOT NULL DEFAULT 0);
 """
-_IN_CHUNK = 500
+_IN_CHUNK = 512  # keys per lookup statement, a power of two (see `_existing`)
+_LOOKUPS = {1 << b: f"SELECT key FROM seen WHERE key IN ({','.join('?' * (1 << b))})"
+            for b in range(_IN_CHUNK.bit_length())}
 _WRITE_LOCKS: dict[Path, threading.Lock] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
 
@@ -155,11 +157,20 @@ class SpoolDb:
         return d if ts == d.point.ts_ns else replace(d, point=replace(d.point, ts_ns=ts))
 
     def _existing(self, keys: list[str]) -> set[str]:
+        """The keys among `keys` that the dedup index holds.
+
+        A lookup lists its keys in the statement (`IN (?, ?, ...)`), padded to a power of two by repeating
+        the last key: so no more than ten statement shapes exist. With one shape per batch size, SQLite
+        prepared a new statement for every new size and Python's per-connection cache kept the last 128
+        of them, up to 10 MB of SQLite memory; the benchmark's full simulated day saw the service grow by
+        12.8 MB, in steps, over 17 simulated hours.
+        """
         found: set[str] = set()
         for i in range(0, len(keys), _IN_CHUNK):
             chunk = keys[i : i + _IN_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            found.update(r[0] for r in self._db.execute(f"SELECT key FROM seen WHERE key IN ({marks})", chunk))
+            size = 1 << (len(chunk) - 1).bit_length()
+            chunk += chunk[-1:] * (size - len(chunk))
+            found.update(r[0] for r in self._db.execute(_LOOKUPS[size], chunk))
         return found
 
     def keep_derived(self, topic: str, points: Sequence[Point]) -> None:
