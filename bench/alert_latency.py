@@ -160,7 +160,7 @@ def run_once(ctx: Context, run_no: int) -> dict[str, Any]:
                 avoid_hour_close(WARMUP_S + sizes.crossings * 0.3 + 30, ctx.log)
                 with background_load(mq.port, sizes.load_rate, sizes.load_stations) as load:
                     time.sleep(WARMUP_S)
-                    meter = CpuMeter({"service": svc.pid, "load": load["pid"], "mosquitto": server_pid(mq)})
+                    meter = CpuMeter({**svc.processes(), "load": load["pid"], "mosquitto": server_pid(mq)})
                     others = OthersMeter()
                     spool = work / "data" / "spool.db"
                     before, t0 = spool_counters(spool).get("received", 0), time.monotonic()

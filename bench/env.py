@@ -262,6 +262,17 @@ class ServiceProcess:
         assert self.proc is not None
         return self.proc.pid
 
+    def processes(self) -> dict[str, int]:
+        """The service's processes by role: "service", and "worker" when it runs an ingest worker."""
+        out = {"service": self.pid}
+        try:
+            for child in psutil.Process(self.pid).children():
+                if "ingest.worker" in " ".join(child.cmdline()):
+                    out["worker"] = child.pid
+        except psutil.Error:
+            pass
+        return out
+
     def start(self, *, wait_for: str = "subscribed to|session resumed", timeout: float = 60.0) -> float:
         """Start and wait until the log shows one of `wait_for` ('|'-separated); return that line's time."""
         self.starts += 1

@@ -67,12 +67,12 @@ def run_once(ctx: Context, run_no: int) -> dict[str, Any]:
 
 
 def cpu_budget(ref: dict[str, Any], svc: dict[str, Any], log: Callable[[str], None]) -> dict[str, float]:
-    """Whether the target is within this machine's reach: the CPU every reading costs (the service,
-    mosquitto and influxd together, from their kernel accounting), and how many cores the target rate
+    """Whether the target is within this machine's reach: the CPU every reading costs (the service and
+    its ingest worker, mosquitto and influxd together, from their kernel accounting), and how many cores the target rate
     (75 % of the reference) would take at that cost. Above the machine's core count the target cannot be
     met without making each reading cheaper, however the work were spread over threads or processes."""
     per_reading_us = sum(svc["cpu_pct"].values()) / 100 / svc["rate"] * 1e6
-    service_us = svc["cpu_pct"]["service"] / 100 / svc["rate"] * 1e6
+    service_us = (svc["cpu_pct"]["service"] + svc["cpu_pct"].get("worker", 0.0)) / 100 / svc["rate"] * 1e6
     ref_us = sum(ref["cpu_pct"].values()) / 100 / ref["rate"] * 1e6
     cores = 0.75 * ref["rate"] * per_reading_us / 1e6
     cpus = os.cpu_count() or 1
@@ -141,7 +141,7 @@ def measure_service(ctx: Context, fmt: Format, run_no: int) -> dict[str, Any]:
             pub_rate = publish_backlog(mq.port, items)
             busy = ctx.wait_quiet()
             connected_at = svc.start(wait_for="session resumed")
-            meter = CpuMeter({"service": svc.pid, "mosquitto": server_pid(mq), "influxd": server_pid(ctx.influx)})
+            meter = CpuMeter({**svc.processes(), "mosquitto": server_pid(mq), "influxd": server_pid(ctx.influx)})
             others = OthersMeter()
             meter.start()
             others.start()

@@ -5,7 +5,8 @@ early if the RSS passes `memory_cap_mb` (the result says how much of the day it 
 The readings go straight into the service's pipeline in a child process (bench.memfeed says why and
 how); the store is the shared InfluxDB, and a mosquitto runs for the alerts layer's MQTT link. Growth is
 the last sample minus the first sample at or after 10 % of the day (start-up and the first batches
-excluded); `peak_rss_mb` is the process's high-water mark (ru_maxrss), the feeder included.
+excluded). The RSS is that of all the service's processes together (the service, its ingest worker and
+multiprocessing's resource tracker); `peak_rss_mb` adds up their high-water marks (VmHWM).
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def run_once(ctx: Context, run_no: int) -> dict[str, Any]:
               "cap_mb": sizes.memory_cap_mb, "peak_rss_mb": done["peak_rss_mb"], "growth_mb": growth,
               "growth_from_readings": base, "rate": done["rate"], "elapsed_s": done["elapsed_s"],
               "spool_files": done["spool_files"], "counters": done["counters"], "samples": samples,
-              "machine_busy_pct": busy, "others_cpu_pct": other, "path": "in-process feed"}
+              "machine_busy_pct": busy, "others_cpu_pct": other, "path": "generated in the intake's source",
+              "processes": done.get("processes")}
     stopped = (f"STOPPED at the {sizes.memory_cap_mb:,.0f} MB cap after {done['sim_s'] / 3600:.2f} simulated hours; "
                if done["capped"] else "")
     ctx.log(f"  memory: {stopped}peak RSS {result['peak_rss_mb']:.1f} MB, growth after the first 10 % "

@@ -162,8 +162,8 @@ def profile(fmt: Format, *, readings: int, duration: int, rate: int, gil: bool, 
                         time.sleep(3.0)  # let the service settle into the load
                     raw = tmp / f"profile-{suffix}.raw"
                     cmd = [shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy"), "record", "-o",
-                           str(raw), "-f", "raw", "-r", str(rate), "--threads", "--pid", str(svc.pid), "-d",
-                           str(duration)]
+                           str(raw), "-f", "raw", "-r", str(rate), "--threads", "--subprocesses", "--pid",
+                           str(svc.pid), "-d", str(duration)]  # --subprocesses: the ingest worker too
                     if gil:
                         cmd.append("--gil")
                     before, t0 = spool_counters(tmp / "data" / "spool.db"), time.monotonic()

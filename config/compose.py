@@ -29,7 +29,7 @@ from ingest.drain import DrainSettings
 from ingest.embedded_broker import EmbeddedBroker
 from ingest.errors import ConfigError
 from ingest.hj212_gateway import GatewayPublisher, Hj212Gateway
-from ingest.interfaces import Store
+from ingest.interfaces import BrokerLink, Store
 from ingest.mqtt import MqttSettings, MqttSource
 from ingest.pipeline import Pipeline, PipelineSettings
 from ingest.points import Point
@@ -38,6 +38,7 @@ from ingest.security import redact_url
 from ingest.spool import DerivedWriter
 from ingest.stores import store_from_url
 from ingest.topics import Topics
+from ingest.worker import IngestWorker, MqttSourceFactory, WorkerSpec
 from rules.config import Park
 from rules.runner import RulesRunner
 from rules.signals import SignalSink
@@ -51,7 +52,7 @@ class Service:
     optional HJ 212 TCP gateway with its own MQTT publisher."""
 
     settings: Settings
-    source: MqttSource
+    source: BrokerLink  # the MQTT source, or the ingest worker that owns it
     pipeline: Pipeline
     store: Store
     broker: EmbeddedBroker | None
@@ -143,8 +144,7 @@ def build(settings: Settings, *, now_ns: Callable[[], int] = time.time_ns) -> Se
         raise ConfigError("store.retry_cap_s", "must not be below store.retry_initial_s")
     topics = Topics(s.park.id)
     mqtt = mqtt_settings(s)
-    source = MqttSource(mqtt, subscriptions(s), held_file=s.data_path / "subscriptions.json", now_ns=now_ns)
-    decoder = Decoder(decode_settings(s), now_ns)
+    held_file = s.data_path / "subscriptions.json"
     pipeline_settings = PipelineSettings(
         spool_path=s.data_path / "spool.db",
         deadletter_log=s.data_path / "deadletter.jsonl",
@@ -160,7 +160,16 @@ def build(settings: Settings, *, now_ns: Callable[[], int] = time.time_ns) -> Se
         synchronous=s.spool.synchronous.upper(),
         shutdown_drain_s=s.spool.shutdown_drain_s,
     )
-    pipeline = Pipeline(source, decoder, store, pipeline_settings, now_ns=now_ns)
+    source: BrokerLink
+    if s.ingest.worker == "process":
+        worker = IngestWorker(WorkerSpec(MqttSourceFactory(mqtt, subscriptions(s), held_file), decode_settings(s),
+                                         pipeline_settings))
+        source, pipeline = worker, Pipeline(worker, store, pipeline_settings, now_ns=now_ns)
+    else:
+        mqtt_source = MqttSource(mqtt, subscriptions(s), held_file=held_file, now_ns=now_ns)
+        source = mqtt_source
+        pipeline = Pipeline.in_process(mqtt_source, Decoder(decode_settings(s), now_ns), store, pipeline_settings,
+                                       now_ns=now_ns)
     broker = EmbeddedBroker(s.embedded.host, s.embedded.port) if s.embedded_broker else None
     alerts = build_alerts(s, mqtt, pipeline_settings.spool_path)
     rules = build_rules(s, alerts.manager)

@@ -35,7 +35,7 @@ from alerts.model import Alert, AlertState
 from alerts.runtime import AlertsRuntime
 from config.settings import HttpSection
 from ingest.errors import ParkWatchError
-from ingest.mqtt import MqttSource
+from ingest.interfaces import BrokerLink
 from ingest.pipeline import Pipeline
 from rules.park_state import ParkState, Presence
 from rules.runner import RulesRunner
@@ -68,7 +68,7 @@ class ServiceView:
     inside: Callable[[], Sequence[Presence]]
 
 
-def view_of(source: MqttSource, pipeline: Pipeline, rules: RulesRunner, alerts: AlertsRuntime) -> ServiceView:
+def view_of(source: BrokerLink, pipeline: Pipeline, rules: RulesRunner, alerts: AlertsRuntime) -> ServiceView:
     """The view of the real service. `rules.engine` is read each time: a reload replaces it."""
     drainer = pipeline.drainer
     return ServiceView(

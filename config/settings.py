@@ -135,6 +135,9 @@ class IngestSection(_Section):
     max_clock_skew_s: float = Field(default=600.0, ge=0)
     max_batch: int = Field(default=5000, ge=1, le=100_000)
     linger_ms: float = Field(default=5.0, ge=0, le=1000)
+    # "process": receive, decode and keep in an ingest worker process of its own (ingest/worker.py), so the
+    # service uses two cores; "thread": all in the service's process.
+    worker: Literal["process", "thread"] = "process"
 
 
 class GatewaySection(_Section):

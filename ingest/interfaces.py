@@ -64,3 +64,17 @@ class Clock(Protocol):
     """Wall-clock time, injected so tests control it."""
 
     def now_ns(self) -> int: ...
+
+
+@runtime_checkable
+class BrokerLink(Protocol):
+    """The state of the service's connection to the broker, for the operations endpoint: an MqttSource in
+    the service's process, or the handle on the ingest worker that owns one (ingest/worker.py)."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    @property
+    def reconnects(self) -> int: ...
+
+    def wait_connected(self, timeout: float) -> bool: ...

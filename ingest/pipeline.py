@@ -1,11 +1,14 @@
 """The ingest pipeline: owns the threads that move a message from the source to the store.
 
-    source.take -> decode -> spool.keep (one transaction) -> source.ack -> listeners (rules)
-                                 |                                   drainer -> store
-                                 +-> outbox -> dead-letter pump -> log + park/{park}/deadletter
+    Intake:   source.take -> decode -> spool.keep (one transaction) -> source.ack -> listeners (rules)
+                                            |
+                                            +-> outbox -> dead-letter pump -> log + park/{park}/deadletter
+    Pipeline: an Intake (here, or in an ingest worker process: ingest/worker.py), and the drainer:
+                                       spool -> drainer -> store
 
-Threads: `ingest` (decode, keep, ack), `drain` (spool -> store), `deadletters`; the source owns its
-network thread. They are started in `start` and stopped in `stop`, which flushes everything.
+Threads: `ingest` (decode, keep, ack) and `deadletters` in the Intake, `drain` (spool -> store) in the
+Pipeline; the source owns its network thread. They are started in `start` and stopped in `stop`, which
+flushes everything.
 """
 
 from __future__ import annotations
@@ -56,15 +59,18 @@ class PipelineSettings:
     spool_retry: RetryPolicy = RetryPolicy(initial_s=0.5, cap_s=10.0)
 
 
-class Pipeline:
+class Intake:
+    """The receiving half: takes messages from the source, decodes them, keeps them in the spool, acknowledges
+    them and hands the new values to the listeners; publishes dead letters. It runs in the service's own
+    process (inside `Pipeline`) or in an ingest worker process of its own (ingest/worker.py)."""
+
     def __init__(
-        self, source: Source, decoder: Decoder, store: Store, settings: PipelineSettings,
+        self, source: Source, decoder: Decoder, settings: PipelineSettings,
         *, now_ns: Callable[[], int] = time.time_ns, sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._source = source
         self._sleep = sleep
         self._decoder = decoder
-        self._store = store
         self._s = settings
         self._now_ns = now_ns
         self._listeners: list[Listener] = []
@@ -72,66 +78,31 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._bad = ThrottledLog(log)
         self._ingest_db = SpoolDb(settings.spool_path, synchronous=settings.synchronous)
-        self._drain_db = SpoolDb(settings.spool_path, synchronous=settings.synchronous)
         self._pump_db = SpoolDb(settings.spool_path, synchronous=settings.synchronous)
-        self._stats_db = SpoolDb(settings.spool_path, synchronous=settings.synchronous)
-        self.drainer = Drainer(self._drain_db, store, settings.drain, now_ns=now_ns)
         self.pump = DeadLetterPump(self._pump_db, settings.deadletter_log, source, settings.deadletter_topic)
         self._last_prune_ns = 0
-        self._deadline: float | None = None  # set by stop(): until when the drainer may keep writing
-        self._stats_lock = threading.Lock()
 
     def add_listener(self, listener: Listener) -> None:
         """Called with the new (non-duplicate) values of each kept batch, on the ingest thread."""
         self._listeners.append(listener)
 
-    # --- lifecycle ------------------------------------------------------------------------------------
-
     def start(self) -> None:
-        for db in (self._ingest_db, self._drain_db, self._pump_db, self._stats_db):
+        for db in (self._ingest_db, self._pump_db):
             db.open()
-        self._spawn("ingest", self._ingest_loop)
-        self._spawn("drain", lambda: self.drainer.run(deadline=lambda: self._deadline))
-        self._spawn("deadletters", self.pump.run)
+        self._threads = [_spawn("ingest", self._ingest_loop), _spawn("deadletters", self.pump.run)]
         self._source.start()
 
     def stop(self) -> None:
-        """Stop taking messages, keep and ack what was taken, flush the spool to the store, exit."""
+        """Stop taking messages, keep and ack what was taken, publish the dead letters, disconnect."""
         self._source.pause_intake()
         self._stop.set()
-        self._deadline = time.monotonic() + self._s.shutdown_drain_s
-        self._join("ingest")
-        self.drainer.stop()
-        self._join("drain")
+        timeout = self._s.shutdown_drain_s + 30
+        self._threads[0].join(timeout)
         self.pump.stop()
-        self._join("deadletters")
+        self._threads[1].join(timeout)
         self._source.stop()
-        for db in (self._ingest_db, self._drain_db, self._pump_db):
+        for db in (self._ingest_db, self._pump_db):
             db.close()
-
-    def counters(self) -> dict[str, int]:
-        with self._stats_lock:
-            return self._stats_db.counters()
-
-    def _spawn(self, name: str, target: Callable[[], None]) -> None:
-        thread = threading.Thread(target=self._guard(name, target), name=name, daemon=True)
-        self._threads.append(thread)
-        thread.start()
-
-    def _join(self, name: str) -> None:
-        for thread in self._threads:
-            if thread.name == name:
-                thread.join(timeout=self._s.shutdown_drain_s + 30)
-
-    @staticmethod
-    def _guard(name: str, target: Callable[[], None]) -> Callable[[], None]:
-        def run() -> None:
-            try:
-                target()
-            except Exception:
-                log.critical("thread %s died", name, exc_info=True)
-                raise
-        return run
 
     # --- the ingest thread ----------------------------------------------------------------------------
 
@@ -168,7 +139,6 @@ class Pipeline:
                 dead.append(DeadLetter.of(message, Rejected("internal_error", repr(exc)[:200])))
         kept = self._keep(topics, decoded, dead)
         self._source.ack(batch)
-        self.drainer.notify(len(kept.new))
         if dead:
             self.pump.notify()
         for listener in self._listeners:
@@ -195,3 +165,81 @@ class Pipeline:
             return
         self._last_prune_ns = now
         self._ingest_db.prune_seen(now - int(self._s.dedup_window_s * 1e9))
+
+
+class Receiver(Protocol):
+    """The receiving half that a Pipeline drains behind: an Intake in this process, or an ingest worker
+    process (ingest/worker.py)."""
+
+    def add_listener(self, listener: Listener) -> None: ...
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+class Pipeline:
+    """A receiving half and the drainer behind it: source -> spool -> store. `in_process` builds the
+    pipeline whose intake runs on threads of this process."""
+
+    def __init__(
+        self, intake: Receiver, store: Store, settings: PipelineSettings,
+        *, now_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self._s = settings
+        self.intake = intake
+        self._drain_db = SpoolDb(settings.spool_path, synchronous=settings.synchronous)
+        self.drainer = Drainer(self._drain_db, store, settings.drain, now_ns=now_ns)
+        self.intake.add_listener(lambda new: self.drainer.notify(len(new)))
+        self.counters = SpoolCounters(settings.spool_path)
+        self._deadline: float | None = None  # set by stop(): until when the drainer may keep writing
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def in_process(
+        cls, source: Source, decoder: Decoder, store: Store, settings: PipelineSettings,
+        *, now_ns: Callable[[], int] = time.time_ns, sleep: Callable[[float], None] = time.sleep,
+    ) -> Pipeline:
+        return cls(Intake(source, decoder, settings, now_ns=now_ns, sleep=sleep), store, settings, now_ns=now_ns)
+
+    def add_listener(self, listener: Listener) -> None:
+        """Called with the new (non-duplicate) values of each kept batch, in the order they were kept."""
+        self.intake.add_listener(listener)
+
+    def start(self) -> None:
+        self._drain_db.open()
+        self._thread = _spawn("drain", lambda: self.drainer.run(deadline=lambda: self._deadline))
+        self.intake.start()
+
+    def stop(self) -> None:
+        """Stop taking messages, keep and ack what was taken, flush the spool to the store, exit."""
+        self._deadline = time.monotonic() + self._s.shutdown_drain_s
+        self.intake.stop()
+        self.drainer.stop()
+        if self._thread is not None:
+            self._thread.join(timeout=self._s.shutdown_drain_s + 30)
+        self._drain_db.close()
+
+
+class SpoolCounters:
+    """The accounting, read from the spool on a connection of its own (callable from any thread)."""
+
+    def __init__(self, spool_path: Path) -> None:
+        self._db = SpoolDb(spool_path)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> dict[str, int]:
+        with self._lock:
+            if not self._db.is_open:
+                self._db.open()
+            return self._db.counters()
+
+
+def _spawn(name: str, target: Callable[[], None]) -> threading.Thread:
+    def run() -> None:
+        try:
+            target()
+        except Exception:
+            log.critical("thread %s died", name, exc_info=True)
+            raise
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread

@@ -8,16 +8,19 @@ index and the spool agree, and the broker redelivers exactly what was not commit
     received = stored + deadlettered + duplicates + in_spool      (always; in_spool = 0 once idle)
 
 Each thread opens its own ``SpoolDb`` on the same file (SQLite connections are not shared across threads).
-Writers within the process take turns on a lock per spool file before they ask SQLite for its write lock:
-SQLite's busy handler waits for a held lock in steps (1, 2, 5, 10, 15, 20, 25... ms), and the benchmark
-traced most of the alert-latency tail to the ingest thread sleeping through those steps (10 to 110 ms)
-while the drainer or the rules' derived points held the lock for a few ms. A thread waiting on the
-process lock runs as soon as it is released; SQLite's own timeout still covers other processes.
+Writers take turns on a lock per spool file before they ask SQLite for its write lock: a thread lock within
+a process and an flock of ``spool.db.lock`` across processes (the ingest worker, ingest/worker.py, and the
+service). SQLite's busy handler waits for a held lock in steps (1, 2, 5, 10, 15, 20, 25... ms), and the
+benchmark traced most of the alert-latency tail to the ingest thread sleeping through those steps (10 to
+110 ms) while the drainer or the rules' derived points held the lock for a few ms. A writer waiting on
+these locks runs as soon as they are released; SQLite's own timeout still covers any other process.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -43,15 +46,43 @@ CREATE TABLE IF NOT EXISTS outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, record 
 _IN_CHUNK = 512  # keys per lookup statement, a power of two (see `_existing`)
 _LOOKUPS = {1 << b: f"SELECT key FROM seen WHERE key IN ({','.join('?' * (1 << b))})"
             for b in range(_IN_CHUNK.bit_length())}
-_WRITE_LOCKS: dict[Path, threading.Lock] = {}
+_WRITE_LOCKS: dict[Path, _WriterLock] = {}
 _WRITE_LOCKS_GUARD = threading.Lock()
 
 
-def _write_lock(path: Path) -> threading.Lock:
-    """The process-wide lock of writers to the spool at `path`."""
+class _WriterLock:
+    """Writers to one spool file take turns: the threads of a process on a lock, the processes (the ingest
+    worker and the service, ingest/worker.py) on an flock of a side file, ``spool.db.lock``. Either wakes
+    the next writer as soon as the holder lets go. Not re-entrant."""
+
+    def __init__(self, path: Path) -> None:
+        self._threads = threading.Lock()
+        self._path = path.with_name(path.name + ".lock")
+        self._fd: int | None = None  # opened on first use: the spool's folder may not exist before
+
+    def __enter__(self) -> None:
+        self._threads.acquire()
+        try:
+            if self._fd is None:
+                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            self._threads.release()
+            raise SpoolError(f"cannot lock {self._path}: {exc}") from exc
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._threads.release()
+
+
+def _write_lock(path: Path) -> _WriterLock:
+    """This process's lock of writers to the spool at `path`."""
     key = path.resolve()
     with _WRITE_LOCKS_GUARD:
-        return _WRITE_LOCKS.setdefault(key, threading.Lock())
+        return _WRITE_LOCKS.setdefault(key, _WriterLock(key))
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +136,10 @@ class SpoolDb:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    @property
+    def is_open(self) -> bool:
+        return self._conn is not None
 
     @property
     def _db(self) -> sqlite3.Connection:

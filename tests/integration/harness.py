@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
+import psutil
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,10 +96,33 @@ class ServiceProcess:
         return self.out_path.read_text(errors="replace") if self.out_path.exists() else ""
 
     def kill(self) -> None:
-        """SIGKILL: no flush, no goodbye."""
+        """SIGKILL to the service and its ingest worker together: no flush, no goodbye."""
         assert self.proc is not None
+        worker = self.worker()
+        self.proc.send_signal(signal.SIGKILL)
+        if worker is not None:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                worker.kill()
+        self.proc.wait(10)
+
+    def kill_service_only(self) -> psutil.Process:
+        """SIGKILL to the service's process alone; returns its ingest worker, left to notice."""
+        assert self.proc is not None
+        worker = self.worker()
+        assert worker is not None, "no ingest worker"
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
+        return worker
+
+    def worker(self) -> psutil.Process | None:
+        """The service's ingest worker process (ingest/worker.py), if it has one."""
+        assert self.proc is not None
+        try:
+            children = psutil.Process(self.proc.pid).children()
+        except psutil.NoSuchProcess:
+            return None
+        workers = [c for c in children if "ingest.worker" in " ".join(_cmdline(c))]
+        return workers[0] if workers else None
 
     def terminate(self, timeout: float = 60) -> dict[str, int]:
         """SIGTERM, wait for a clean exit 0, return the final counters it printed."""
@@ -114,6 +139,13 @@ class ServiceProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
 
 
 def reading_payload(i: int, base: datetime) -> bytes:

@@ -93,6 +93,39 @@ class TestNothingLost:
 
         stream_with_fault(service, mosquitto, influxdb1, rate=4000, fault=crash)
 
+    def test_ingest_worker_killed_with_sigkill_mid_stream(
+        self, service: ServiceProcess, mosquitto: MosquittoServer, influxdb1: InfluxDB1Server
+    ) -> None:
+        """The ingest worker alone is SIGKILLed mid-stream: the service starts another, the broker
+        redelivers what the dead one had not acknowledged; nothing is lost, the service never stops."""
+
+        def crash(publisher: StreamPublisher) -> None:
+            publisher.wait_sent(N // 3)
+            worker = service.worker()
+            assert worker is not None
+            worker.kill()
+            assert eventually(lambda: "ingest worker died" in service.log(), 10)
+            assert eventually(lambda: "ingest worker started" in service.log().split("ingest worker died")[1], 20)
+            replacement = service.worker()
+            assert replacement is not None and replacement.pid != worker.pid
+
+        stream_with_fault(service, mosquitto, influxdb1, rate=4000, fault=crash)
+
+    def test_service_killed_alone_mid_stream_its_worker_leaves(
+        self, service: ServiceProcess, mosquitto: MosquittoServer, influxdb1: InfluxDB1Server
+    ) -> None:
+        """The service's process alone is SIGKILLed: its ingest worker sees it gone, keeps and acknowledges
+        what it took, and exits (no orphan holds the session); the restarted service gets the rest."""
+
+        def crash(publisher: StreamPublisher) -> None:
+            publisher.wait_sent(N // 3)
+            worker = service.kill_service_only()
+            worker.wait(15)  # raises psutil.TimeoutExpired if the orphan stays
+            publisher.wait_sent(N * 2 // 3)
+            service.start()
+
+        stream_with_fault(service, mosquitto, influxdb1, rate=4000, fault=crash)
+
     def test_broker_restart_mid_stream(
         self, service: ServiceProcess, mosquitto: MosquittoServer, influxdb1: InfluxDB1Server
     ) -> None:

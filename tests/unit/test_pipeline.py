@@ -33,7 +33,7 @@ def parts(tmp_path: Path) -> Iterator[tuple[Pipeline, FakeSource, MemoryStore]]:
     settings = PipelineSettings(spool_path=tmp_path / "spool.db", deadletter_log=tmp_path / "dl.jsonl",
                                 deadletter_topic="park/demo/deadletter",
                                 drain=DrainSettings(batch_size=100, flush_interval_s=0.05))
-    pipeline = Pipeline(source, decoder, store, settings)
+    pipeline = Pipeline.in_process(source, decoder, store, settings)
     pipeline.start()
     yield pipeline, source, store
     pipeline.stop()
@@ -80,7 +80,7 @@ class TestGroupCommit:
         decoder = Decoder(DecodeSettings(park="demo", tz=ZoneInfo("Asia/Shanghai")), time.time_ns)
         settings = PipelineSettings(spool_path=tmp_path / "spool.db", deadletter_log=None,
                                     deadletter_topic="park/demo/deadletter", linger_s=linger_s, max_batch=max_batch)
-        return Pipeline(source, decoder, MemoryStore(), settings, sleep=sleep)
+        return Pipeline.in_process(source, decoder, MemoryStore(), settings, sleep=sleep)
 
     def test_messages_arriving_while_it_lingers_share_one_batch(self, tmp_path: Path) -> None:
         """After a batch's first message the pipeline waits linger_s for more, then keeps them together."""

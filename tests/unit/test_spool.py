@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -147,8 +149,6 @@ class TestReleasing:
         stepped busy sleeps); a different spool file has its own."""
         a, b, other = spool(tmp_path), spool(tmp_path), SpoolDb(tmp_path / "other.db").open()
         assert a._writing is b._writing and a._writing is not other._writing
-        with a._writing:
-            assert not b._writing.acquire(blocking=False)
         kept: list[bool] = []
 
         def keep() -> None:
@@ -162,6 +162,26 @@ class TestReleasing:
             assert kept == []  # waiting for the lock
         thread.join(5)
         assert kept == [True]
+
+
+    def test_a_writer_in_another_process_waits_for_the_lock(self, tmp_path: Path) -> None:
+        """The ingest worker and the service are two processes writing to one spool: a keep in one waits
+        while the other holds the writer lock, and goes ahead as soon as it is let go."""
+        db = spool(tmp_path)
+        code = ("import sys; from pathlib import Path; from tests.unit.test_spool import reading; "
+                "from ingest.spool import SpoolDb; print('ready', flush=True); sys.stdin.readline(); "
+                "SpoolDb(Path(sys.argv[1])).open().keep(['t'], [reading('B', 1)], [], now_ns=0); print('kept')")
+        with db._writing:
+            child = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "spool.db")], text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=Path(__file__).parents[2])
+            assert child.stdout is not None and child.stdin is not None
+            assert child.stdout.readline() == "ready\n"
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            with pytest.raises(subprocess.TimeoutExpired):
+                child.wait(0.5)  # waiting for the lock
+        assert child.communicate(timeout=10)[0] == "kept\n"
+        assert [r.point.tags["station"] for r in db.peek(10)] == ["B"]
 
 
 class TestCounters:
