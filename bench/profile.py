@@ -91,7 +91,14 @@ def aggregate(raw: Path) -> dict[str, ThreadProfile]:
         if not stack or not count.isdigit():
             continue
         parts = stack.split(";")
+        processes = 0  # with --subprocesses each stack starts with its process and its parents
+        while parts and parts[0].startswith("process "):
+            parts, processes = parts[1:], processes + 1
+        if not parts:
+            continue
         tid, name = thread_of(parts[0])
+        if processes > 1:
+            name = f"worker: {name}"  # a thread of the ingest worker (ingest/worker.py)
         frames = [function_of(f) for f in parts[1:]]
         prof = threads.setdefault(name, ThreadProfile(name))
         prof.tids.add(tid)

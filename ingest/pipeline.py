@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ingest.deadletters import DeadLetterPump, Publisher
-from ingest.decode import Decoded, Decoder
+from ingest.decode import Decoded, Decoder, NewValue
 from ingest.drain import Drainer, DrainSettings
 from ingest.errors import Rejected, SpoolError
 from ingest.interfaces import Store
@@ -32,7 +32,8 @@ from ingest.spool import Kept, SpoolDb
 from ingest.throttle import ThrottledLog
 
 log = logging.getLogger(__name__)
-Listener = Callable[[Sequence[Decoded]], None]
+Listener = Callable[[Sequence[NewValue]], None]  # the new values of a kept batch, in order
+_LINGER_BELOW = 50  # messages: a batch this large is not held back for more (group commit, `_ingest_loop`)
 
 
 class Source(Publisher, Protocol):
@@ -114,10 +115,11 @@ class Intake:
                     return
                 self._prune()
                 continue
-            if len(batch) < self._s.max_batch and self._s.linger_s > 0 and not self._stop.is_set():
+            if len(batch) < min(self._s.max_batch, _LINGER_BELOW) and self._s.linger_s > 0 and not self._stop.is_set():
                 # Group commit: a spool transaction (and its fsync) costs about as much for one message as
                 # for fifty, so under a steady trickle a short wait lets the batch fill instead of paying
-                # that cost per message.
+                # that cost per message. A batch that is that large already has nothing to wait for: under
+                # load the wait only added to every message's latency.
                 self._sleep(self._s.linger_s)
                 batch += self._source.take(self._s.max_batch - len(batch), timeout=0)
             self.process(batch)
@@ -141,9 +143,10 @@ class Intake:
         self._source.ack(batch)
         if dead:
             self.pump.notify()
+        new = [(d.point.ts_ns, d.value) for d in kept.new]
         for listener in self._listeners:
             try:
-                listener(kept.new)
+                listener(new)
             except Exception:
                 log.exception("listener %r failed", listener)
 

@@ -38,7 +38,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from ingest.decode import Decoded, Decoder, DecodeSettings
+from ingest.decode import Decoder, DecodeSettings, NewValue
 from ingest.errors import ParkWatchError
 from ingest.interfaces import BrokerLink
 from ingest.mqtt import MqttSettings, MqttSource
@@ -145,7 +145,8 @@ class IngestWorker:
         # service's handlers (`_dispatch`).
         ours, theirs = socket.socketpair()
         with ours, theirs:
-            process = subprocess.Popen([sys.executable, "-c", "from ingest.worker import main; main()",
+            # (no ";" in the command line: py-spy --subprocesses splits its stacks on it)
+            process = subprocess.Popen([sys.executable, "-c", "__import__('ingest.worker').worker.main()",
                                         str(theirs.fileno())], pass_fds=(theirs.fileno(),))
             conn = Connection(ours.detach())
         conn.send((logging.getLogger().getEffectiveLevel(), sys.path, pickle.dumps(self._spec)))
@@ -222,7 +223,7 @@ class IngestWorker:
             (self._connected.set if connected else self._connected.clear)()
         return kind
 
-    def _deliver(self, new: Sequence[Decoded]) -> None:
+    def _deliver(self, new: Sequence[NewValue]) -> None:
         for listener in self._listeners:
             try:
                 listener(new)
@@ -302,7 +303,7 @@ class _Link:
         log.warning("the service has gone; the ingest worker stops")  # outside the lock: logging sends too
         return False
 
-    def kept(self, new: Sequence[Decoded]) -> None:
+    def kept(self, new: Sequence[NewValue]) -> None:
         if new:
             self.send(("kept", list(new)))
 

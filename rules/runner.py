@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ingest.decode import Decoded
+from ingest.decode import NewValue
 from ingest.errors import ConfigError
 from rules.config import Park, RulesFile, compile_rules, fingerprints, load_rules
 from rules.engine import RuleEngine
@@ -54,7 +54,7 @@ class RulesRunner:
         # that pymalloc never gives back: its 1 MiB arenas stay mapped while one long-lived object (rule
         # state) sits in them, so RSS ratcheted up towards that high-water for hours (bench memory: +40 MB
         # over 4 simulated hours, used blocks flat). One pending batch still keeps the rules busy.
-        self._queue: queue.Queue[Sequence[Decoded] | None] = queue.Queue(maxsize=max_pending_batches)
+        self._queue: queue.Queue[Sequence[NewValue] | None] = queue.Queue(maxsize=max_pending_batches)
         self._reload = threading.Event()
         self._latest: datetime | None = None
         self._latest_arrival: datetime | None = None
@@ -66,13 +66,13 @@ class RulesRunner:
 
     # --- the pipeline's side --------------------------------------------------------------------------
 
-    def feed(self, batch: Sequence[Decoded]) -> None:
+    def feed(self, batch: Sequence[NewValue]) -> None:
         """Pipeline listener: hand a kept batch to the rules thread; waits while the rules are
         `max_pending_batches` behind (back-pressure). The batch is already kept and acknowledged."""
         if batch:
             self._put(batch)
 
-    def _put(self, item: Sequence[Decoded] | None) -> None:
+    def _put(self, item: Sequence[NewValue] | None) -> None:
         while True:
             try:
                 self._queue.put(item, timeout=1.0)
@@ -107,11 +107,11 @@ class RulesRunner:
                 batch = ()
             if batch is None:
                 return
-            for decoded in batch:
-                if decoded.value is not None:
-                    at = datetime.fromtimestamp(decoded.point.ts_ns / 1e9, UTC)
+            for ts_ns, value in batch:
+                if value is not None:
+                    at = datetime.fromtimestamp(ts_ns / 1e9, UTC)
                     self._saw(at)
-                    self.engine.process(decoded.value, at)
+                    self.engine.process(value, at)
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + self._tick_s
                 self.engine.tick(self.event_clock())

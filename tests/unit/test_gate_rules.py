@@ -13,10 +13,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ingest.decode import Decoded
+from ingest.decode import NewValue
 from ingest.errors import ConfigError
 from ingest.models import Appointment, AppointmentCancelled, GateEvent
-from ingest.points import Point
 from rules.config import Park, compile_rules, fingerprints, load_rules, parse_rules
 from rules.engine import RuleEngine
 from rules.interfaces import Event
@@ -637,9 +636,8 @@ class TestRestart:
             return RulesRunner(rules, Park(TZ), sink, state_path=tmp_path / "state.json", tick_s=0.02,
                                save_every_s=0.05)
 
-        def decoded(event: GateEvent) -> Decoded:
-            ts_ns = int(event.ts.timestamp() * 1e9)
-            return Decoded(Point("gate_event", {"gate": event.gate}, {"granted": event.granted}, ts_ns), None, event)
+        def decoded(event: GateEvent) -> NewValue:
+            return int(event.ts.timestamp() * 1e9), event
 
         first = runner(RecordingSink())
         first.start()

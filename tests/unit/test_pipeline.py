@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ingest.decode import Decoded, Decoder, DecodeSettings
+from ingest.decode import Decoder, DecodeSettings, NewValue
 from ingest.drain import DrainSettings
 from ingest.pipeline import Pipeline, PipelineSettings
 from ingest.stores.memory import MemoryStore
@@ -102,19 +102,19 @@ class TestGroupCommit:
         finally:
             pipeline.stop()
 
-    @pytest.mark.parametrize(("linger_s", "max_batch"), [(0.0, 5000), (0.005, 3)],
-                             ids=["linger off", "batch already full"])
-    def test_it_does_not_wait_when_off_or_when_the_batch_is_full(
-        self, tmp_path: Path, linger_s: float, max_batch: int
+    @pytest.mark.parametrize(("linger_s", "max_batch", "waiting"), [(0.0, 5000, 3), (0.005, 3, 3), (0.005, 5000, 50)],
+                             ids=["linger off", "batch already full", "batch already large (under load)"])
+    def test_it_does_not_wait_when_off_or_when_the_batch_is_full_or_large(
+        self, tmp_path: Path, linger_s: float, max_batch: int, waiting: int
     ) -> None:
         source, lingered, batches = FakeSource(), [], []
-        for i in range(3):
+        for i in range(waiting):
             source.put("park/demo/air/A/reading", reading(i))
         pipeline = self.build(tmp_path, source, linger_s, lingered.append, max_batch=max_batch)
         pipeline.add_listener(lambda new: batches.append(len(new)))
         pipeline.start()
         try:
-            assert eventually(lambda: batches == [3])
+            assert eventually(lambda: batches == [waiting])
             assert lingered == []
         finally:
             pipeline.stop()
@@ -126,9 +126,9 @@ class TestIsolation:
     ) -> None:
         """Rules get each new value once; a listener that raises does not stop the others or the loop."""
         pipeline, source, _ = parts
-        seen: list[Decoded] = []
+        seen: list[NewValue] = []
 
-        def broken(values: Sequence[Decoded]) -> None:
+        def broken(values: Sequence[NewValue]) -> None:
             raise RuntimeError("rule bug")
 
         pipeline.add_listener(broken)
@@ -136,7 +136,7 @@ class TestIsolation:
         for i in (1, 2, 2, 3):
             source.put("park/demo/air/A/reading", reading(i))
         assert eventually(lambda: len(source.acked) == 4)
-        assert [d.point.fields["pm25"] for d in seen] == [1.0, 2.0, 3.0]
+        assert [v.values["pm25"] for _, v in seen] == [1.0, 2.0, 3.0]  # type: ignore[union-attr]
 
 
 class TestThrottledLog:

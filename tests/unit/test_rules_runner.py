@@ -10,10 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from config.cli import main
-from ingest.decode import Decoded
+from ingest.decode import NewValue
 from ingest.errors import ConfigError
 from ingest.models import AirReading
-from ingest.points import Point
 from rules.config import Park
 from rules.runner import RulesRunner
 from rules.signals import RecordingSink
@@ -30,11 +29,9 @@ levels = [{{ severity = "warning", above = 75.0 }}]
 """
 
 
-def decoded(seconds: float, pm25: float) -> Decoded:
+def decoded(seconds: float, pm25: float) -> NewValue:
     at = T0 + timedelta(seconds=seconds)
-    reading = AirReading(ts=at, values={"pm25": pm25}, station="ST01")
-    return Decoded(Point("air_quality", {"station": "ST01"}, {"pm25": pm25}, int(at.timestamp() * 1e9)), None,
-                   reading)
+    return int(at.timestamp() * 1e9), AirReading(ts=at, values={"pm25": pm25}, station="ST01")
 
 
 def runner(tmp_path: Path, sink: RecordingSink, for_s: int = 0) -> RulesRunner:

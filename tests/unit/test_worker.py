@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ingest.decode import Decoded, DecodeSettings
+from ingest.decode import DecodeSettings, NewValue
 from ingest.drain import DrainSettings
 from ingest.errors import ParkWatchError
 from ingest.interfaces import BrokerLink
@@ -59,12 +59,12 @@ def spec(tmp_path: Path, source: object) -> WorkerSpec:
 
 
 @pytest.fixture
-def worker(tmp_path: Path) -> Iterator[tuple[IngestWorker, list[Decoded]]]:
+def worker(tmp_path: Path) -> Iterator[tuple[IngestWorker, list[NewValue]]]:
     handle = IngestWorker(spec(tmp_path, Readings(200)))
-    seen: list[Decoded] = []
+    seen: list[NewValue] = []
     lock = threading.Lock()
 
-    def listen(new: Sequence[Decoded]) -> None:
+    def listen(new: Sequence[NewValue]) -> None:
         with lock:
             seen.extend(new)
 
@@ -75,20 +75,20 @@ def worker(tmp_path: Path) -> Iterator[tuple[IngestWorker, list[Decoded]]]:
 
 
 class TestIngestWorker:
-    def test_runs_in_a_process_of_its_own(self, worker: tuple[IngestWorker, list[Decoded]]) -> None:
+    def test_runs_in_a_process_of_its_own(self, worker: tuple[IngestWorker, list[NewValue]]) -> None:
         """The worker is another process; the service's handle reports the broker link like a source."""
         handle, _ = worker
         assert handle.pid is not None and handle.pid != os.getpid()
         assert isinstance(handle, BrokerLink)
 
     def test_kept_values_reach_the_listeners_and_the_spool_counts_them(
-        self, tmp_path: Path, worker: tuple[IngestWorker, list[Decoded]]
+        self, tmp_path: Path, worker: tuple[IngestWorker, list[NewValue]]
     ) -> None:
         """The worker keeps every message in the spool; the new values come over to the service in order."""
         _, seen = worker
         counters = SpoolCounters(tmp_path / "spool.db")
         assert eventually(lambda: counters()["received"] == 201 and len(seen) == 200)
-        assert [d.value.values["pm25"] for d in seen] == [float(i) for i in range(200)]  # type: ignore[union-attr]
+        assert [v.values["pm25"] for _, v in seen] == [float(i) for i in range(200)]  # type: ignore[union-attr]
         assert counters()["deadlettered"] == 1 and counters()["in_spool"] == 200
 
     def test_stop_ends_the_worker(self, tmp_path: Path) -> None:
@@ -122,7 +122,7 @@ class TestIngestWorker:
             IngestWorker(spec(tmp_path, no_broker)).start()
 
     def test_a_worker_that_dies_is_replaced(
-        self, tmp_path: Path, worker: tuple[IngestWorker, list[Decoded]]
+        self, tmp_path: Path, worker: tuple[IngestWorker, list[NewValue]]
     ) -> None:
         """A worker killed outright is replaced after a pause; what it had kept is not handed over twice
         (the replacement's source delivers the same messages again: they are duplicates now)."""
