@@ -52,7 +52,7 @@ class PipelineSettings:
     deadletter_log: Path | None
     deadletter_topic: str
     drain: DrainSettings = DrainSettings()
-    max_batch: int = 5000
+    max_batch: int = 250
     linger_s: float = 0.0  # after the first message of a batch, wait this long for more (group commit)
     dedup_window_s: float = 48 * 3600
     synchronous: str = "FULL"
