@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as paho
+import psutil
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
@@ -49,10 +50,11 @@ def gate_event(event_id: str, ts: datetime) -> tuple[str, bytes]:
     return "park/demo/gate/G1/event", json.dumps(body, ensure_ascii=False).encode()
 
 
-def running_service(tmp_path: Path, mqtt_url: str, store_url: str) -> Service:
+def running_service(tmp_path: Path, mqtt_url: str, store_url: str, *, worker: str = "process") -> Service:
     raw = {"data_dir": str(tmp_path / "data"),
            "mqtt": {"url": mqtt_url, "client_id": f"pw-{uuid.uuid4().hex[:6]}"},
-           "store": {"url": store_url, "flush_interval_s": 0.1}, "http": {"listen": "127.0.0.1:0"}}
+           "store": {"url": store_url, "flush_interval_s": 0.1}, "http": {"listen": "127.0.0.1:0"},
+           "ingest": {"worker": worker}}
     svc = build(settings_from_dict(raw, {}))
     svc.start()
     assert svc.source.wait_connected(10)
@@ -94,6 +96,26 @@ class TestEmbeddedDefault:
         finally:
             if proc.poll() is None:
                 proc.kill()
+
+
+class TestArrangements:
+    @pytest.mark.parametrize("worker", ["process", "thread"])
+    def test_readings_are_stored_with_the_worker_in_a_process_or_on_a_thread(
+        self, tmp_path: Path, mosquitto: MosquittoServer, influxdb1: InfluxDB1Server, worker: str
+    ) -> None:
+        """`ingest.worker`: "process" (the default) receives in an ingest worker process, "thread" in the
+        service's own process; both store every reading once and close the accounting."""
+        service = running_service(tmp_path, mosquitto.url, influxdb1.url_for("pw"), worker=worker)
+        try:
+            children = [" ".join(c.cmdline()) for c in psutil.Process().children()]
+            assert any("ingest.worker" in c for c in children) == (worker == "process")
+            publish_all(mosquitto.port, [reading("ST01", i) for i in range(20)] + [reading("ST01", 3)])
+            assert eventually(lambda: idle(service, 21), 15), service.pipeline.counters()
+        finally:
+            service.stop()
+        assert influxdb1.query("pw", "SELECT count(pm25) FROM air_quality")[0]["count"] == 20
+        c = service.pipeline.counters()
+        assert (c["received"], c["stored"], c["deadlettered"], c["duplicates"], c["in_spool"]) == (21, 20, 0, 1, 0)
 
 
 class TestGateEvents:
