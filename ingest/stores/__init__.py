@@ -18,14 +18,17 @@ from __future__ import annotations
 import ssl
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from ingest.errors import ConfigError
 from ingest.interfaces import Store
 from ingest.security import client_tls_context, redact_url
 from ingest.stores.influxdb1 import InfluxDB1Store
-from ingest.stores.influxdb2 import InfluxDB2Store
 from ingest.stores.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from ingest.stores.influxdb2 import InfluxDB2Store
 
 __all__ = ["STORES", "InfluxDB1Store", "InfluxDB2Store", "SqliteStore", "influxdb1_credentials", "store_from_url"]
 
@@ -97,6 +100,16 @@ def _tls(scheme: str, ca_file: str | None) -> ssl.SSLContext | None:
 _Credentials = tuple[str | None, str | None]
 
 
+def __getattr__(name: str) -> Any:
+    """`InfluxDB2Store` is imported when first asked for: influxdb-client (and the numpy it imports) took
+    26 MB of every service's memory, and only influxdb:// needs it."""
+    if name == "InfluxDB2Store":
+        from ingest.stores.influxdb2 import InfluxDB2Store  # noqa: PLC0415
+
+        return InfluxDB2Store
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 class _MalformedUrlError(ValueError):
     """What is wrong with a store URL; store_from_url adds the (redacted) URL."""
 
@@ -126,6 +139,8 @@ def _influxdb2(
     org, bucket = query.get("org"), query.get("bucket")
     if not org or not bucket:
         raise _MalformedUrlError("both org=... and bucket=... are required")
+    from ingest.stores.influxdb2 import InfluxDB2Store  # noqa: PLC0415 (see __getattr__)
+
     scheme = "https" if tls is not None else "http"
     return InfluxDB2Store(f"{scheme}://{_host_part(host)}:{port}", org, bucket, token, timeout_s, tls=tls)
 

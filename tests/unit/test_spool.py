@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ingest import spool as spool_module
 from ingest.decode import Decoded
 from ingest.messages import DeadLetter
 from ingest.points import Point
@@ -182,6 +183,23 @@ class TestReleasing:
                 child.wait(0.5)  # waiting for the lock
         assert child.communicate(timeout=10)[0] == "kept\n"
         assert [r.point.tags["station"] for r in db.peek(10)] == ["B"]
+
+
+class TestWal:
+    def test_a_large_wal_is_started_over_and_emptied(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Past `_WAL_RESTART_FRAMES` a checkpoint also empties the WAL file: with two processes writing
+        and reading, SQLite's own restart hardly ever found its moment and the WAL grew to gigabytes."""
+        db = spool(tmp_path)
+        wal = tmp_path / "spool.db-wal"
+        db.keep(["t"] * 200, [reading("A", i) for i in range(200)], [], now_ns=0)
+        monkeypatch.setattr(spool_module, "_WAL_RESTART_FRAMES", 1_000_000)
+        db.checkpoint()
+        assert wal.stat().st_size > 0  # copied into the database file, the WAL file left as it was
+        monkeypatch.setattr(spool_module, "_WAL_RESTART_FRAMES", 1)
+        db.keep(["t"], [reading("B", 1)], [], now_ns=0)
+        db.checkpoint()
+        assert wal.stat().st_size == 0
+        assert len(db.peek(1000)) == 201  # nothing lost on the way
 
 
 class TestCounters:
