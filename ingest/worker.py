@@ -192,10 +192,15 @@ class IngestWorker:
                     return
                 try:
                     self._launch()
-                    self.restarts += 1
-                    break
                 except ParkWatchError as exc:
                     log.critical("%s", exc)
+                    continue
+                self.restarts += 1
+                if self._stopping.is_set() and self._conn is not None:
+                    # stop() came while this worker started, and may have told the one that had died
+                    with contextlib.suppress(OSError):
+                        self._conn.send(("stop",))
+                break
 
     def _serve(self, conn: Connection) -> bool:
         """Serve one worker until it says it stopped (True) or its pipe closes (False)."""

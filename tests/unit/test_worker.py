@@ -24,6 +24,7 @@ from ingest.drain import DrainSettings
 from ingest.errors import ParkWatchError
 from ingest.interfaces import BrokerLink
 from ingest.pipeline import PipelineSettings, SpoolCounters
+from ingest.retry import RetryPolicy
 from ingest.worker import IngestWorker, WorkerSpec
 from tests.fakes import FakeSource
 from tests.unit.test_drain import eventually
@@ -137,3 +138,19 @@ class TestIngestWorker:
         assert eventually(lambda: counters()["duplicates"] == 200)
         time.sleep(0.2)
         assert len(seen) == 200
+
+    def test_a_stop_while_a_replacement_starts_stops_the_replacement(self, tmp_path: Path) -> None:
+        """stop() during a restart reaches the worker being started, not only the one that died: the
+        service does not wait out its shutdown timeout and then kill the new worker."""
+        handle = IngestWorker(spec(tmp_path, Readings(5)), restart=RetryPolicy(initial_s=0.01, cap_s=0.01, jitter=0))
+        handle.start()
+        first = handle.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        time.sleep(0.2)  # the service has noticed and is starting another interpreter (about 0.5 s)
+        started = time.monotonic()
+        handle.stop()
+        assert time.monotonic() - started < 10
+        assert handle.pid is not None and handle.pid != first
+        with pytest.raises(ProcessLookupError):
+            os.kill(handle.pid, 0)
