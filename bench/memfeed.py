@@ -113,6 +113,7 @@ def main(argv: list[str]) -> int:
     samples = [sample()]
     total = stations * seconds
     next_at = every
+    received = 0
     while samples[-1]["rss_mb"] <= cap:
         received = service.pipeline.counters()["received"]
         if received >= next_at:
@@ -121,7 +122,7 @@ def main(argv: list[str]) -> int:
         if received >= total:
             break
         time.sleep(0.05)
-    capped = samples[-1]["readings"] < total
+    capped = received < total  # stopped by the RSS cap (the last sample may precede the last readings)
     feed_s = time.monotonic() - t0
     settle = time.monotonic() + 600
     while time.monotonic() < settle and not capped and (
