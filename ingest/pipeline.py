@@ -144,11 +144,7 @@ class Intake:
         if dead:
             self.pump.notify()
         new = [(d.point.ts_ns, d.value) for d in kept.new]
-        for listener in self._listeners:
-            try:
-                listener(new)
-            except Exception:
-                log.exception("listener %r failed", listener)
+        deliver(self._listeners, new)
 
     def _keep(self, topics: list[str], decoded: list[Decoded], dead: list[DeadLetter]) -> Kept:
         attempt = 0
@@ -234,6 +230,15 @@ class SpoolCounters:
             if not self._db.is_open:
                 self._db.open()
             return self._db.counters()
+
+
+def deliver(listeners: Sequence[Listener], new: Sequence[NewValue]) -> None:
+    """Hand a kept batch's new values to each listener; one that fails is logged and stops nothing."""
+    for listener in listeners:
+        try:
+            listener(new)
+        except Exception:
+            log.exception("listener %r failed", listener)
 
 
 def _spawn(name: str, target: Callable[[], None]) -> threading.Thread:

@@ -42,7 +42,7 @@ from ingest.decode import Decoder, DecodeSettings, NewValue
 from ingest.errors import ParkWatchError
 from ingest.interfaces import BrokerLink
 from ingest.mqtt import MqttSettings, MqttSource
-from ingest.pipeline import Intake, Listener, PipelineSettings, Source
+from ingest.pipeline import Intake, Listener, PipelineSettings, Source, deliver
 from ingest.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -222,18 +222,11 @@ class IngestWorker:
             if logger.isEnabledFor(record.levelno):
                 logger.handle(record)
         elif kind == "kept":
-            self._deliver(message[1])
+            deliver(self._listeners, message[1])
         elif kind == "broker":
             _, connected, self._reconnects = message
             (self._connected.set if connected else self._connected.clear)()
         return kind
-
-    def _deliver(self, new: Sequence[NewValue]) -> None:
-        for listener in self._listeners:
-            try:
-                listener(new)
-            except Exception:
-                log.exception("listener %r failed", listener)
 
 
 def _ended(process: subprocess.Popen[bytes]) -> int:
