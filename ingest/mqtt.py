@@ -78,12 +78,12 @@ def configure_security(client: paho.Client, settings: MqttSettings) -> None:
                                                   key_file=settings.key_file, section="mqtt"))
 
 
-def new_client(settings: MqttSettings, client_id: str | None = None, **options: Any) -> paho.Client:
+def new_client(settings: MqttSettings, client_id: str | None = None, **options: Any) -> paho_lean.LeanClient:
     """A paho-mqtt 2.x client for `settings`: its protocol (5 or 3.1.1) and its security (TLS, user and
     password) set the one way every client of ours needs them; `options` go to paho (manual_ack, ...)."""
     v5 = settings.protocol == 5
     paho_lean.install()  # paho's decoder builds cheaper MQTT 5 Properties (ingest/paho_lean.py)
-    client = paho.Client(
+    client = paho_lean.LeanClient(
         CallbackAPIVersion.VERSION2,
         client_id=settings.client_id if client_id is None else client_id,
         protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
@@ -184,18 +184,20 @@ class MqttSource:
         """Acknowledge messages to the broker (only those received on the current connection)."""
         with self._lock:
             generation = self._generation
-        client = self._client
+        by_qos: dict[int, list[int]] = {}
         for m in messages:
             token = m.ack
             if m.qos and isinstance(token, tuple) and token[0] == generation:
-                client.ack(token[1], m.qos)
+                by_qos.setdefault(m.qos, []).append(token[1])
+        for qos, mids in by_qos.items():
+            self._client.ack_all(mids, qos)
 
     def publish(self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False) -> paho.MQTTMessageInfo:
         return self._client.publish(topic, payload, qos=qos, retain=retain)
 
     # --- paho side ------------------------------------------------------------------------------------
 
-    def _make_client(self) -> paho.Client:
+    def _make_client(self) -> paho_lean.LeanClient:
         v5 = self._s.protocol == 5
         client = new_client(self._s, clean_session=None if v5 else False, manual_ack=True, reconnect_on_failure=False)
         client.max_queued_messages_set(0)
@@ -236,6 +238,8 @@ class MqttSource:
                 continue
             while not self._stop.is_set():
                 rc = self._client.loop(timeout=0.2)
+                if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:  # the packets that one read brought in, one by one
+                    rc = paho_lean.read_buffered(self._client)
                 if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                     break  # connection lost, or our own DISCONNECT has gone out
             accepted = self._generation != generation

@@ -1,18 +1,21 @@
-"""paho's decoder with LeanProperties decodes MQTT 5 packets exactly as with paho's own Properties."""
+"""paho made cheaper per message: LeanProperties decodes MQTT 5 packets exactly as paho's own Properties;
+BufferedSocket serves paho's small reads from one system call; LeanClient keeps paho's behaviour."""
 
 from __future__ import annotations
 
+import socket
 import struct
 from collections.abc import Iterator
 
 import pytest
 from paho.mqtt import _packet
-from paho.mqtt.enums import MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.matcher import MQTTMatcher
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ingest import paho_lean
-from ingest.paho_lean import LeanProperties
+from ingest.paho_lean import BufferedSocket, LeanClient, LeanMatcher, LeanProperties, read_buffered
 
 V5 = MQTTProtocolVersion.MQTTv5
 PUBLISH_QOS1 = 0x32
@@ -96,3 +99,118 @@ class TestInstalling:
         monkeypatch.setattr(_packet, "Properties", Other)
         assert not paho_lean.install()
         assert _packet.Properties is Other
+
+
+class RecordingSocket:
+    """A non-blocking socket's reading side: hands out `chunks` one recv at a time, then would block."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = list(chunks)
+        self.reads: list[int] = []
+        self.closed = False
+
+    def recv(self, bufsize: int) -> bytes:
+        self.reads.append(bufsize)
+        if not self.chunks:
+            raise BlockingIOError
+        chunk, rest = self.chunks[0][:bufsize], self.chunks[0][bufsize:]
+        if rest:
+            self.chunks[0] = rest
+        else:
+            self.chunks.pop(0)
+        return chunk
+
+    def setblocking(self, flag: bool) -> None:
+        self.blocking = flag
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def buffered(*chunks: bytes) -> tuple[BufferedSocket, RecordingSocket]:
+    raw = RecordingSocket(*chunks)
+    return BufferedSocket(raw), raw  # type: ignore[arg-type]
+
+
+class TestBufferedSocket:
+    def test_small_reads_are_served_from_one_read_of_the_socket(self) -> None:
+        sock, raw = buffered(b"\x30\x05hello\x30\x02hi")
+        got = [sock.recv(1), sock.recv(1), sock.recv(5), sock.recv(1), sock.recv(1), sock.recv(2)]
+        assert got == [b"\x30", b"\x05", b"hello", b"\x30", b"\x02", b"hi"]
+        assert len(raw.reads) == 1 and raw.reads[0] >= 256 * 1024
+
+    def test_pending_is_what_the_buffer_still_holds(self) -> None:
+        sock, _ = buffered(b"abcdef")
+        assert sock.pending() == 0
+        assert sock.recv(2) == b"ab"
+        assert sock.pending() == 4
+        assert sock.recv(10) == b"cdef"  # a short read: what the buffer had, no second system call
+        assert sock.pending() == 0
+
+    def test_an_empty_buffer_reads_the_socket_again_and_passes_its_errors_on(self) -> None:
+        sock, raw = buffered(b"ab", b"cd")
+        assert sock.recv(1) == b"a" and sock.recv(1) == b"b"
+        assert sock.recv(1) == b"c"
+        assert sock.recv(1) == b"d"
+        with pytest.raises(BlockingIOError):
+            sock.recv(1)
+        assert len(raw.reads) == 3
+
+    def test_the_end_of_the_stream_comes_through_as_empty_bytes(self) -> None:
+        sock, _ = buffered(b"")
+        assert sock.recv(1) == b""
+
+    def test_a_read_the_caller_can_take_whole_is_not_copied_into_the_buffer(self) -> None:
+        sock, _ = buffered(b"xyz")
+        assert sock.recv(300_000) == b"xyz"
+        assert sock.pending() == 0
+
+    def test_everything_but_reading_is_the_socket_s(self) -> None:
+        sock, raw = buffered(b"abc")
+        sock.recv(1)
+        sock.setblocking(False)
+        assert raw.blocking is False
+        sock.close()
+        assert raw.closed and sock.pending() == 0
+
+
+class TestLeanClient:
+    def test_messages_skip_the_empty_callback_tree(self) -> None:
+        matcher = LeanMatcher()
+        assert list(matcher.iter_match("park/demo/air/ST01/reading")) == []
+
+    def test_per_filter_callbacks_still_match_as_in_paho(self) -> None:
+        matcher, own = LeanMatcher(), MQTTMatcher()
+        for m in (matcher, own):
+            m["park/+/air/#"] = "air"
+            m["park/demo/gate/G1/event"] = "gate"
+        for topic in ("park/demo/air/ST01/reading", "park/demo/gate/G1/event", "other/topic", "$SYS/x"):
+            assert list(matcher.iter_match(topic)) == list(own.iter_match(topic))
+
+    def test_the_client_uses_the_lean_matcher_and_keeps_paho_s_api(self) -> None:
+        client = LeanClient(CallbackAPIVersion.VERSION2, client_id="lean-test")
+        assert isinstance(client._on_message_filtered, LeanMatcher)
+        client.message_callback_add("park/+/air/#", lambda *_: None)
+        assert list(client._on_message_filtered.iter_match("park/demo/air/ST01/reading"))
+
+    def test_reading_the_buffer_asks_nothing_of_a_client_without_one(self) -> None:
+        client = LeanClient(CallbackAPIVersion.VERSION2, client_id="lean-test")
+        assert read_buffered(client) == MQTTErrorCode.MQTT_ERR_SUCCESS  # not connected: no socket
+
+    def test_a_batch_of_acks_is_queued_whole_and_wakes_the_loop_once(self) -> None:
+        client = LeanClient(CallbackAPIVersion.VERSION2, client_id="lean-test", manual_ack=True)
+        client.on_socket_register_write = lambda *_: None  # an outside loop writes, as in MqttSource
+        reader, writer = socket.socketpair()
+        reader.setblocking(False)
+        client._sockpairR, client._sockpairW = reader, writer
+        try:
+            client.ack_all([1, 2, 3])
+            client.ack_all([4])
+            assert [p["mid"] for p in client._out_packet] == [1, 2, 3, 4]
+            assert reader.recv(100) == b"00"  # one wake-up per batch, not per message
+            client.ack(5, 1)  # a packet queued outside a batch still wakes the loop itself
+            assert reader.recv(100) == b"0"
+            assert [p["mid"] for p in client._out_packet] == [1, 2, 3, 4, 5]
+        finally:
+            reader.close()
+            writer.close()
