@@ -179,7 +179,8 @@ class LeanClient(paho.Client):
                 self.ack(mid, qos)
             return
         if not isinstance(wake, _WakeSocket):
-            wake = self._sockpairW = _WakeSocket(wake)
+            wake = _WakeSocket(wake)
+            self.__dict__["_sockpairW"] = wake  # paho only sends, closes and compares it with None
         with wake.held():
             for mid in mids:
                 self.ack(mid, qos)

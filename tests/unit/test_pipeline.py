@@ -139,6 +139,31 @@ class TestIsolation:
         assert [v.values["pm25"] for _, v in seen] == [1.0, 2.0, 3.0]  # type: ignore[union-attr]
 
 
+class TestDedupWindow:
+    def test_a_key_older_than_the_window_is_forgotten(self, tmp_path: Path) -> None:
+        """Once a minute (after a batch, or when idle) keys past the dedup window are pruned: the same
+        reading is then new again. Before, pruning waited for 0.2 s without messages, which a steady load
+        never gives."""
+        source, clock = FakeSource(), [10**18]
+        decoder = Decoder(DecodeSettings(park="demo", tz=ZoneInfo("Asia/Shanghai")), time.time_ns)
+        settings = PipelineSettings(spool_path=tmp_path / "spool.db", deadletter_log=None,
+                                    deadletter_topic="park/demo/deadletter", dedup_window_s=1.0)
+        pipeline = Pipeline.in_process(source, decoder, MemoryStore(), settings, now_ns=lambda: clock[0])
+        pipeline.start()
+        try:
+            source.put("park/demo/air/A/reading", reading(0))
+            source.put("park/demo/air/A/reading", reading(0))
+            assert eventually(lambda: pipeline.counters()["received"] == 2)
+            clock[0] += 61 * 10**9
+            source.put("park/demo/air/A/reading", reading(1))  # kept, then the due pruning runs
+            assert eventually(lambda: pipeline.counters()["received"] == 3)
+            source.put("park/demo/air/A/reading", reading(0))
+            assert eventually(lambda: pipeline.counters()["received"] == 4)
+            assert pipeline.counters()["duplicates"] == 1  # only the first repeat, inside the window
+        finally:
+            pipeline.stop()
+
+
 class TestThrottledLog:
     def test_a_flood_of_one_reason_makes_a_handful_of_lines(self, caplog: pytest.LogCaptureFixture) -> None:
         """A million bad messages of one kind log `burst` lines and then one summary per window."""

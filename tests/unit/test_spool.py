@@ -87,6 +87,16 @@ class TestDedup:
         assert db.prune_seen(older_than_ns=200) == 1
         assert db.keep(["t"], [reading("A", 1)], [], now_ns=300).duplicates == 0
 
+    def test_pruning_in_chunks_forgets_the_oldest_keys_first(self, tmp_path: Path) -> None:
+        """Under load the keys are pruned a chunk at a time, the oldest first."""
+        db = spool(tmp_path)
+        for i in range(5):
+            db.keep(["t"], [reading("A", i)], [], now_ns=100 + i)
+        assert db.prune_seen(older_than_ns=1000, limit=2) == 2
+        assert db.keep(["t"], [reading("A", 0)], [], now_ns=2000).duplicates == 0
+        assert db.keep(["t"], [reading("A", 2)], [], now_ns=2000).duplicates == 1
+        assert db.prune_seen(older_than_ns=1000, limit=10) == 3  # A2..A4; not A0, kept again at 2000
+
     def test_distinct_gate_events_at_the_same_instant_get_distinct_timestamps(self, tmp_path: Path) -> None:
         """Two different events of one gate with the same ts never overwrite each other in the store."""
         db = spool(tmp_path)
