@@ -98,6 +98,30 @@ class TestHostileInput:
         assert len({c.name for c in CASES}) >= 30
 
 
+class TestTopics:
+    def test_a_topic_decodes_the_same_every_time(self) -> None:
+        """The decoder remembers parsed topics; the second message of a topic is read as the first was."""
+        d = decoder()
+        first, again = (d.decode(msg("air/ST01/reading", {"ts": T0 * 1000 + i, "values": {"pm25": 1}}))
+                        for i in (0, 1))
+        assert first.point.tags == again.point.tags == {"park": "demo", "station": "ST01"}
+
+    def test_a_bad_topic_is_refused_every_time(self) -> None:
+        """A topic that breaks the contract is never remembered as good."""
+        d = decoder()
+        for _ in range(2):
+            with pytest.raises(Rejected, match="bad_device_id"):
+                d.decode(msg("air/ST 01/reading", {"ts": T0 * 1000, "values": {"pm25": 1}}))
+
+    def test_a_flood_of_invented_devices_takes_bounded_memory(self) -> None:
+        """Past 10,000 remembered topics the memory starts over: a device id per message costs no memory."""
+        d = decoder()
+        for i in range(10_050):
+            d.decode(msg(f"air/X{i}/reading", {"ts": T0 * 1000, "values": {"pm25": 1}}))
+        assert len(d._routes) <= 10_000
+        assert d.decode(msg("air/X3/reading", {"ts": T0 * 1000, "values": {"pm25": 1}})).point.tags["station"] == "X3"
+
+
 class TestHj212Frames:
     def test_real_time_frame_becomes_a_plain_reading(self) -> None:
         """A CN 2011 frame is a reading like a JSON one: no period tag, MN kept, flags kept."""
