@@ -103,23 +103,29 @@ _READ_BUDGET = 1000  # packets `read_buffered` handles before the loop gets to w
 class BufferedSocket:
     """A socket whose reads go through a buffer (see the module docstring); everything else is the socket's.
 
-    ``recv(n)`` returns up to `n` bytes: from the buffer while it holds any, otherwise from one
-    ``recv(256 KB)`` of the socket, whose errors (``BlockingIOError`` on a non-blocking socket with nothing
-    to read, ``OSError``) and end of stream (``b""``) come through unchanged. ``pending()`` is what the
+    ``recv(n)`` returns up to `n` bytes: from the buffer while it holds any, otherwise from one read of up
+    to 256 KB from the socket, whose errors (``BlockingIOError`` on a non-blocking socket with nothing to
+    read, ``OSError``) and end of stream (``b""``) come through unchanged. ``pending()`` is what the
     buffer still holds, the same question paho asks of a TLS socket before it waits in ``select``.
+
+    The socket reads into one bytearray kept for the connection (``recv_into``), and what came is copied
+    out: ``recv(256 KB)`` allocates 256 KB per call, 14 µs against 2 µs when a call brings one message
+    (live traffic: at 5,000 messages/s that was 6 % of a core).
     """
 
-    __slots__ = ("_buf", "_pos", "_sock")
+    __slots__ = ("_buf", "_pos", "_sock", "_space", "_view")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._buf = b""
         self._pos = 0
+        self._space = bytearray(_READ_SIZE)
+        self._view = memoryview(self._space)
 
     def recv(self, bufsize: int) -> bytes:
         pos = self._pos
         if pos >= len(self._buf):
-            data = self._sock.recv(max(bufsize, _READ_SIZE))
+            data = bytes(self._view[: self._sock.recv_into(self._space)])
             if len(data) <= bufsize:
                 return data
             self._buf, pos = data, 0

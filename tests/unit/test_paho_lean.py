@@ -107,18 +107,21 @@ class RecordingSocket:
     def __init__(self, *chunks: bytes) -> None:
         self.chunks = list(chunks)
         self.reads: list[int] = []
+        self.buffers: set[int] = set()
         self.closed = False
 
-    def recv(self, bufsize: int) -> bytes:
-        self.reads.append(bufsize)
+    def recv_into(self, buffer: bytearray) -> int:
+        self.reads.append(len(buffer))
+        self.buffers.add(id(buffer))
         if not self.chunks:
             raise BlockingIOError
-        chunk, rest = self.chunks[0][:bufsize], self.chunks[0][bufsize:]
+        chunk, rest = self.chunks[0][: len(buffer)], self.chunks[0][len(buffer) :]
         if rest:
             self.chunks[0] = rest
         else:
             self.chunks.pop(0)
-        return chunk
+        buffer[: len(chunk)] = chunk
+        return len(chunk)
 
     def setblocking(self, flag: bool) -> None:
         self.blocking = flag
@@ -155,6 +158,12 @@ class TestBufferedSocket:
         with pytest.raises(BlockingIOError):
             sock.recv(1)
         assert len(raw.reads) == 3
+
+    def test_every_read_goes_into_the_one_buffer_of_the_connection(self) -> None:
+        """No 256 KB allocation per read: live traffic brings a message or two per read."""
+        sock, raw = buffered(b"a", b"b", b"c")
+        assert [sock.recv(1) for _ in range(3)] == [b"a", b"b", b"c"]
+        assert len(raw.reads) == 3 and len(raw.buffers) == 1
 
     def test_the_end_of_the_stream_comes_through_as_empty_bytes(self) -> None:
         sock, _ = buffered(b"")
