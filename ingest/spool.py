@@ -216,18 +216,13 @@ class SpoolDb:
         with self._transaction("keep derived points") as db:
             db.executemany("INSERT INTO spool (topic, point, counted) VALUES (?, ?, 0)", rows)
 
-    def prune_seen(self, older_than_ns: int, *, limit: int | None = None) -> int:
-        """Forget dedup keys kept since before `older_than_ns` (the dedup window has passed): all of them, or
-        at most `limit` (the oldest), so that a pruning under load holds the write lock only briefly."""
-        args: tuple[int, ...]
-        if limit is None:
-            sql, args = "DELETE FROM seen WHERE at < ?", (older_than_ns,)
-        else:
-            sql = "DELETE FROM seen WHERE key IN (SELECT key FROM seen WHERE at < ? ORDER BY at LIMIT ?)"
-            args = (older_than_ns, limit)
+    def prune_seen(self, older_than_ns: int, *, limit: int) -> int:
+        """Forget at most `limit` dedup keys kept since before `older_than_ns` (the dedup window has passed),
+        the oldest first, so that a pruning under load holds the write lock only briefly."""
+        sql = "DELETE FROM seen WHERE key IN (SELECT key FROM seen WHERE at < ? ORDER BY at LIMIT ?)"
         with self._writing:
             try:
-                return self._db.execute(sql, args).rowcount
+                return self._db.execute(sql, (older_than_ns, limit)).rowcount
             except sqlite3.Error as exc:
                 raise SpoolError(f"cannot prune dedup keys: {exc}") from exc
 

@@ -84,7 +84,7 @@ class TestDedup:
         """Keys older than the dedup window are pruned; the same reading is then new again."""
         db = spool(tmp_path)
         db.keep(["t"], [reading("A", 1)], [], now_ns=100)
-        assert db.prune_seen(older_than_ns=200) == 1
+        assert db.prune_seen(older_than_ns=200, limit=100) == 1
         assert db.keep(["t"], [reading("A", 1)], [], now_ns=300).duplicates == 0
 
     def test_pruning_in_chunks_forgets_the_oldest_keys_first(self, tmp_path: Path) -> None:
