@@ -179,18 +179,15 @@ class LeanClient(paho.Client):
         while the batch is queued; other threads (a publish) wake the loop as before. The one wake-up after
         the batch comes after every packet the batch queued, so the loop writes them all.
         """
-        wake = self.__dict__.get("_sockpairW")
-        if wake is None:  # no loop to wake yet, or a paho without this socket pair: paho's own way
-            for mid in mids:
-                self.ack(mid, qos)
-            return
-        if not isinstance(wake, _WakeSocket):
+        wake = self.__dict__.get("_sockpairW")  # None: no loop to wake yet, or a paho without this pair
+        if wake is not None and not isinstance(wake, _WakeSocket):
             wake = _WakeSocket(wake)
             self.__dict__["_sockpairW"] = wake  # paho only sends, closes and compares it with None
-        with wake.held():
+        with wake.held() if wake is not None else contextlib.nullcontext():
             for mid in mids:
                 self.ack(mid, qos)
-        wake.wake()
+        if wake is not None:
+            wake.wake()
 
 
 class _WakeSocket:
