@@ -129,12 +129,7 @@ class IngestWorker:
         if self._reader is not None:
             self._reader.join(self._spec.pipeline.shutdown_drain_s + 30)
         if self._process is not None:
-            try:
-                self._process.wait(10)
-            except subprocess.TimeoutExpired:
-                log.error("the ingest worker did not stop; killing it")
-                self._process.kill()
-                self._process.wait(5)
+            _ended(self._process, patience_s=10)
 
     # --- the worker's life ----------------------------------------------------------------------------
 
@@ -229,11 +224,12 @@ class IngestWorker:
         return kind
 
 
-def _ended(process: subprocess.Popen[bytes]) -> int:
-    """The exit code of a worker whose pipe has closed; killed if it lingers."""
+def _ended(process: subprocess.Popen[bytes], patience_s: float = 5) -> int:
+    """The exit code of a worker that was told to stop or whose pipe has closed; killed if it lingers."""
     try:
-        return process.wait(5)
+        return process.wait(patience_s)
     except subprocess.TimeoutExpired:
+        log.error("the ingest worker did not stop; killing it")
         process.kill()
         return process.wait(5)
 
