@@ -123,13 +123,16 @@ class Decoder:
     def _hj212(self, route: Route, message: Message) -> Decoded:
         self._known(route.device, self._s.stations, "unknown_station")
         lenient = route.device in self._s.lenient_length_stations
-        frame = hj212.decode_frame(message.payload, lenient_length=lenient)
-        if frame.cn not in hj212.READING_CNS:
-            return self._other_frame(route.device, frame, message)
-        data = hj212.frame_to_readings(frame, tz=self._s.tz, factor_map=self._s.factor_map)
-        raw = {"ts": data.ts.isoformat(), "values": data.values, "flags": data.flags}
+        tz, factor_map = self._s.tz, self._s.factor_map
+        data = hj212.read_upload(message.payload, tz=tz, factor_map=factor_map, lenient_length=lenient)
+        if data is None:  # not a well-formed upload: the full decoder names what is wrong, or what it is
+            frame = hj212.decode_frame(message.payload, lenient_length=lenient)
+            if frame.cn not in hj212.READING_CNS:
+                return self._other_frame(route.device, frame, message)
+            data = hj212.frame_to_readings(frame, tz=tz, factor_map=factor_map)
+        raw = {"ts": data.ts, "values": data.values, "flags": data.flags}
         period = "" if data.period == "rtd" else data.period  # real-time data is a plain reading, as JSON
-        reading = self._validate(AirReading, raw, station=route.device, period=period, mn=frame.mn)
+        reading = self._validate(AirReading, raw, station=route.device, period=period, mn=data.mn)
         return self._air_decoded(reading)
 
     def _other_frame(self, station: str, frame: hj212.Frame, message: Message) -> Decoded:

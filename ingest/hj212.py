@@ -495,6 +495,120 @@ def _flag(item: CpItem) -> str:
     return item.value
 
 
+# ------------------------------------------------------------------------------- data-upload fast path
+
+
+def read_upload(
+    raw: bytes, *, tz: tzinfo, factor_map: Mapping[str, str], lenient_length: bool = False
+) -> Hj212Readings | None:
+    """The readings of a well-formed data upload, in one pass; None for anything else.
+
+    Equal to ``frame_to_readings(decode_frame(raw))`` whenever it returns readings, and it makes the same
+    checks (framing, length, CRC, header fields, CP, DataTime, values). It builds no Frame and no CP item
+    objects: those cost 55 of the 80 µs an upload took to decode (bench machine). It never raises: a frame
+    that fails a check, or that is not a data upload (another CN, CP first, no CP), gives None, and the
+    caller decodes it with ``decode_frame``, which names what is wrong (``tests/unit/test_hj212.py`` proves
+    the two equal on valid, mutated and random frames).
+    """
+    try:
+        segment = _checked_segment(raw, lenient_length)
+        start = _cp_start(segment)
+        fields = _fast_header(segment[:start])
+        period, main = _PERIODS[fields["CN"]]
+        data_time, values, flags = _fast_cp(segment[start + 6 : -2], main, factor_map)
+        ts = parse_data_time(data_time, tz)
+        return Hj212Readings(fields["MN"], fields["ST"], fields["CN"], period, ts, values, flags)
+    except (_NotFast, Hj212Error, KeyError):
+        return None
+
+
+class _NotFast(Exception):
+    """Inside read_upload: this frame is for decode_frame to read or to refuse."""
+
+
+def _checked_segment(raw: bytes, lenient_length: bool) -> str:
+    body = raw[:-2] if raw.endswith(_CRLF) else raw
+    if len(body) < 10 or body[:2] != b"##":
+        raise _NotFast
+    try:
+        text = body.decode("ascii")
+    except UnicodeDecodeError:
+        raise _NotFast from None
+    length, segment, crc_field = text[2:6], text[6:-4], text[-4:]
+    declared = int(length) if _is_digits(length) else -1
+    if not (declared == len(segment) or (lenient_length and declared == len(segment) + 6)):
+        raise _NotFast
+    if not text.isprintable() or len(segment) > MAX_SEGMENT or not _HEX.issuperset(crc_field):
+        raise _NotFast
+    if int(crc_field, 16) != crc16(body[6:-4]):
+        raise _NotFast
+    return segment
+
+
+def _cp_start(segment: str) -> int:
+    """Where ``;CP=&&`` starts: the first ``;CP=``, as _split_cp takes it, with a header before it."""
+    start = segment.find(";CP=")
+    if start <= 0 or segment.startswith("CP=") or segment[start + 4 : start + 6] != "&&":
+        raise _NotFast
+    if len(segment) < start + 8 or not segment.endswith("&&"):
+        raise _NotFast
+    return start
+
+
+def _fast_header(header: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for part in header.split(";"):
+        key, sep, value = part.partition("=")
+        if not sep or not key or key in fields:
+            raise _NotFast
+        fields[key] = value
+    if "ST" not in fields or "MN" not in fields:
+        raise _NotFast
+    _check_fields(fields)
+    return fields
+
+
+def _fast_cp(cp: str, main: str, factor_map: Mapping[str, str]) -> tuple[str, dict[str, float], dict[str, str]]:
+    data_time: str | None = None
+    values: dict[str, float] = {}
+    flags: dict[str, str] = {}
+    for group in cp.split(";"):
+        if not group:
+            continue
+        for item in group.split(","):
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise _NotFast
+            code, dash, suffix = key.rpartition("-")
+            if not dash:
+                if key == "DataTime" and data_time is None:
+                    data_time = value
+            elif suffix == "Flag":
+                name = factor_map.get(code, code)
+                if not code or not value or name in flags:
+                    raise _NotFast
+                flags[name] = value
+            elif suffix in _NUMERIC_SUFFIXES:
+                name = factor_map.get(code, code)
+                if suffix != main:
+                    name = f"{name}_{suffix.lower()}"
+                if not code or name in values:
+                    raise _NotFast
+                values[name] = _fast_number(value)
+    if not values or data_time is None:
+        raise _NotFast
+    return data_time, values, flags
+
+
+def _fast_number(text: str) -> float:
+    if not _NUMBER.fullmatch(text):
+        raise _NotFast
+    number = float(text)
+    if not math.isfinite(number):
+        raise _NotFast
+    return number
+
+
 # ------------------------------------------------------------------------------------------ encoder
 
 

@@ -29,6 +29,7 @@ from ingest.hj212 import (
     frame_to_readings,
     modbus_crc16,
     parse_segment,
+    read_upload,
 )
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -714,6 +715,112 @@ class TestFuzz:
             frame_to_readings(frame, tz=TZ, factor_map=build_factor_map(vendor_aliases=True))
         except Hj212Error:
             pass
+
+
+def full_path(raw: bytes, lenient: bool, factor_map: dict[str, str]) -> Hj212Readings | None:
+    """What the full decoder makes of a frame: its readings, None for another CN; Hj212Error propagates."""
+    frame = decode_frame(raw, lenient_length=lenient)
+    if frame.cn not in ("2011", "2051", "2061", "2031"):
+        return None
+    return frame_to_readings(frame, tz=TZ, factor_map=factor_map)
+
+
+def assert_agrees(raw: bytes, *, lenient: bool = False, factor_map: dict[str, str] | None = None) -> None:
+    """read_upload gives what the full path gives, or None; always None where the full path refuses."""
+    factors = dict(DEFAULT_FACTORS) if factor_map is None else factor_map
+    fast = read_upload(raw, tz=TZ, factor_map=factors, lenient_length=lenient)
+    try:
+        full = full_path(raw, lenient, factors)
+    except Hj212Error:
+        assert fast is None
+        return
+    assert fast is None or fast == full
+
+
+TRICKY_SEGMENTS = [
+    "QN=20261127080000000;ST=22;CN=2011;MN=ST01;CP=zz;CP=&&DataTime=20261127080000;a34004-Rtd=1&&",
+    "CP=&&DataTime=20261127080000;a34004-Rtd=1&&;ST=22;CN=2011;MN=ST01;CP=&&a34004-Rtd=1&&",
+    "ST=22;CN=2011;MN=ST01;CP=&&DataTime=20261127080000;DataTime=2026112708000x;a34004-Rtd=1&&",
+    "ST=22;CN=2011;MN=ST01;CP=&&DataTime=2026112708000x;DataTime=20261127080000;a34004-Rtd=1&&",
+    "ST=22;CN=2011;MN=ST01;;CP=&&DataTime=20261127080000;a34004-Rtd=1&&",
+    "ST=22;CN=2011;MN=ST01;CP=&&DataTime=20261127080000;a34004-Rtd=1;&&",
+    "ST=22;CN=2011;MN=ST01;CP=&&DataTime=20261127080000;a34004-Rtd=1,,a34004-Flag=N&&",
+    "ST=22;CN=2011;MN=ST01;CP=&&DataTime=20261127080000;a34004-Rtd=1,a34004-Rtd=2&&",
+    "ST=22;CN=2011;MN=ST01;CP=&&DataTime=20261127080000;a34004-Rtd=1,PM25-Rtd=2&&",
+    "ST=22;CN=2011;MN=ST01;CP=&&DataTime=20261127080000;a34004-Rtd=1_0&&",
+    "ST=22;CN=2011;MN=ST01;CP=&&DataTime=20261127080000;a34004-Rtd=inf&&",
+    "ST=22;CN=2011;MN=ST01;CP=&&DataTime=20261127080000;a34004-Rtd=1e999&&",
+    "ST=22;CN=2011;MN=ST01;CP=&&DataTime=20261127080000;-Rtd=1&&",
+    "ST=22;CN=2011;MN=ST01;CP=&&DataTime=20261127080000;a34004-Flag=&&",
+    "ST=22;CN=2011;MN=ST01;CP=&&DataTime=20261127080000;a34004-Flag=N&&",
+    "ST=22;CN=2011;MN=ST01;CP=&&DataTime=20260230080000;a34004-Rtd=1&&",
+    "ST=22;CN=2011;MN=ST01;Flag=256;CP=&&DataTime=20261127080000;a34004-Rtd=1&&",
+    "ST=22;CN=2011;MN=ST01;MN=ST02;CP=&&DataTime=20261127080000;a34004-Rtd=1&&",
+    "ST=22;CN=2011;CP=&&DataTime=20261127080000;a34004-Rtd=1&&",
+    "ST=22;CN=2011;MN=ST01;X=;=Y;CP=&&DataTime=20261127080000;a34004-Rtd=1&&",
+    "ST=22;CN=2051;MN=ST01;CP=&&DataTime=20261127080000;a34004-Avg=1,a34004-Rtd=2,a34004-SampleTime=x&&",
+    "ST=22;CN=2011;MN=ST01;CP=&&&&",
+    "ST=22;CN=2011;MN=ST01;CP=&&&",
+]
+
+
+class TestUploadFastPath:
+    """read_upload, the decoder's one-pass path for data uploads, agrees with decode_frame + frame_to_readings."""
+
+    def test_gives_the_readings_of_valid_uploads(self) -> None:
+        """Every valid upload is read by the fast path itself, to the same readings."""
+        for raw in (CSHARP_FRAME, raw_frame(MINUTE_SEGMENT), raw_frame(MINUTE_SEGMENT, crlf=False)):
+            fast = read_upload(raw, tz=TZ, factor_map=DEFAULT_FACTORS)
+            assert fast is not None
+            assert fast == frame_to_readings(decode_frame(raw), tz=TZ, factor_map=DEFAULT_FACTORS)
+
+    def test_other_frames_are_left_to_the_full_decoder(self) -> None:
+        """A frame that is no data upload (CN 1062 here) gives None."""
+        assert read_upload(STANDARD_FRAME, tz=TZ, factor_map=DEFAULT_FACTORS) is None
+
+    def test_lenient_length_variant(self) -> None:
+        """The length variant that counts CRC and CR LF is read only in lenient mode, as by decode_frame."""
+        raw = variant_frame(MINUTE_SEGMENT)
+        assert read_upload(raw, tz=TZ, factor_map=DEFAULT_FACTORS) is None
+        assert read_upload(raw, tz=TZ, factor_map=DEFAULT_FACTORS, lenient_length=True) is not None
+        assert_agrees(raw, lenient=True)
+
+    @pytest.mark.parametrize("segment", TRICKY_SEGMENTS)
+    def test_tricky_segments(self, segment: str) -> None:
+        """Segments at the edges of the grammar: CP twice or first, empty parts, duplicates, bad values."""
+        assert_agrees(raw_frame(segment))
+        assert_agrees(raw_frame(segment), factor_map=build_factor_map(vendor_aliases=True))
+
+    @given(reading_sets(), mn_text, data_times)
+    def test_encoded_readings(
+        self, readings: tuple[str, dict[str, float], dict[str, str]], mn: str, at: datetime
+    ) -> None:
+        """Uploads from the encoder are read by the fast path, to what the full path reads."""
+        cn, values, flags = readings
+        try:
+            raw = encode_readings(mn, cn, at, values, flags, tz=TZ)
+        except ValueError:
+            assume(False)
+            raise
+        fast = read_upload(raw, tz=TZ, factor_map=DEFAULT_FACTORS)
+        assert fast is not None and fast == full_path(raw, False, dict(DEFAULT_FACTORS))
+
+    @settings(max_examples=300)
+    @given(st.binary(max_size=1200), st.booleans())
+    def test_random_bytes(self, raw: bytes, lenient: bool) -> None:
+        assert read_upload(raw, tz=TZ, factor_map=DEFAULT_FACTORS, lenient_length=lenient) is None
+
+    @settings(max_examples=500)
+    @given(mutated(st.sampled_from(valid_frames())), st.booleans())
+    def test_mutated_frames(self, raw: bytes, lenient: bool) -> None:
+        assert_agrees(raw, lenient=lenient)
+
+    @settings(max_examples=1500)
+    @given(mutated(st.sampled_from([segment_of(f) for f in valid_frames()] + [s.encode() for s in TRICKY_SEGMENTS])))
+    def test_mutated_segments_with_valid_crc(self, segment: bytes) -> None:
+        """Mutations that keep length and CRC valid reach the parsers: both agree on each of them."""
+        assert_agrees(raw_frame(segment))
+        assert_agrees(raw_frame(segment), factor_map=build_factor_map(vendor_aliases=True))
 
 
 # ------------------------------------------------------------------------------------- splitter
