@@ -7,7 +7,10 @@ import socket
 import struct
 from collections.abc import Iterator
 
+import paho.mqtt.client as paho
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from paho.mqtt import _packet
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 from paho.mqtt.matcher import MQTTMatcher
@@ -15,7 +18,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ingest import paho_lean
-from ingest.paho_lean import BufferedSocket, LeanClient, LeanMatcher, LeanProperties, read_buffered
+from ingest.paho_lean import BufferedSocket, LeanClient, LeanMatcher, LeanProperties, _parse_publish, read_buffered
 
 V5 = MQTTProtocolVersion.MQTTv5
 PUBLISH_QOS1 = 0x32
@@ -223,3 +226,103 @@ class TestLeanClient:
         finally:
             reader.close()
             writer.close()
+
+
+# ------------------------------------------------------------------- PUBLISH packets read in place
+
+
+def remaining_length(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def whole_publish(topic: bytes, payload: bytes, *, qos: int = 1, mid: int = 1, retain: bool = False,
+                  dup: bool = False, properties: bytes = b"\x00") -> bytes:
+    """A complete MQTT 5 PUBLISH packet, fixed header included."""
+    body = struct.pack("!H", len(topic)) + topic + (struct.pack("!H", mid) if qos else b"") + properties + payload
+    command = 0x30 | qos << 1 | (0x08 if dup else 0) | (0x01 if retain else 0)
+    return bytes([command]) + remaining_length(len(body)) + body
+
+
+packets = st.one_of(
+    st.builds(
+        whole_publish,
+        st.one_of(st.just(b"park/demo/air/ST0001/reading"), st.binary(max_size=40)),
+        st.binary(max_size=300),
+        qos=st.sampled_from([0, 1]),
+        mid=st.integers(min_value=1, max_value=65535),
+        retain=st.booleans(),
+        dup=st.booleans(),
+        properties=st.sampled_from([b"\x00", full_properties().pack()]),
+    ),
+    st.just(b"\xd0\x00"),  # PINGRESP
+)
+
+
+def delivered(client: paho.Client, chunks: list[bytes]) -> list[tuple[object, ...]]:
+    """What the client's on_message gets from a connection that brings `chunks`, read as MqttSource reads."""
+    got: list[tuple[object, ...]] = []
+
+    def on_message(c: paho.Client, userdata: object, m: paho.MQTTMessage) -> None:
+        props = m.properties.json() if m.properties is not None else None
+        got.append((m._topic, bytes(m.payload), m.mid, m.qos, m.retain, m.dup, props))
+
+    client.on_message = on_message
+    sock = BufferedSocket(RecordingSocket(*chunks))  # type: ignore[arg-type]
+    client._sock = sock
+    while True:
+        rc = client.loop_read()
+        if rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+            rc = read_buffered(client)
+        if rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_AGAIN):
+            got.append(("rc", rc))
+            return got
+        if not sock.pending() and not sock._sock.chunks:  # type: ignore[attr-defined]
+            return got
+
+
+class TestReadingPublishesInPlace:
+    """LeanClient.read_publish takes common PUBLISH packets from the buffer; paho gets everything else."""
+
+    @settings(max_examples=200)
+    @given(st.lists(packets, min_size=1, max_size=30), st.data())
+    def test_messages_are_delivered_as_paho_delivers_them(self, stream: list[bytes], data: st.DataObject) -> None:
+        """Any stream of packets, cut anywhere into reads, gives on_message the same messages in order."""
+        whole = b"".join(stream)
+        cuts = sorted(data.draw(st.lists(st.integers(min_value=0, max_value=len(whole)), max_size=6)))
+        chunks = [whole[a:b] for a, b in zip([0, *cuts], [*cuts, len(whole)], strict=True) if b > a]
+        options = {"client_id": "lean-test", "protocol": V5, "manual_ack": True}
+        lean = delivered(LeanClient(CallbackAPIVersion.VERSION2, **options), chunks)
+        own = delivered(paho.Client(CallbackAPIVersion.VERSION2, **options), chunks)
+        assert lean == own
+
+    def test_a_common_publish_is_taken_whole(self) -> None:
+        packet = whole_publish(b"park/demo/air/ST0001/reading", b'{"v":1}', mid=300, retain=True)
+        end, command, topic, mid, payload = _parse_publish(b"xx" + packet + b"\xd0", 2)  # type: ignore[misc]
+        assert (end, command & 0x0F, topic, mid, payload) == (2 + len(packet), 0x03, b"park/demo/air/ST0001/reading",
+                                                                300, b'{"v":1}')
+
+    @pytest.mark.parametrize(
+        "packet",
+        [
+            whole_publish(b"t", b"p", qos=2),
+            whole_publish(b"t", b"p", properties=full_properties().pack()),
+            whole_publish(b"", b"p"),  # an empty topic: a topic alias, paho's to read
+            whole_publish(b"t", b"payload")[:-1],  # not complete yet
+            b"\x32\xff\xff\xff\xff\x7f",  # a remaining length of five bytes
+            b"\x32\x03\x00\x09t",  # a topic longer than the packet
+            b"\x40\x02\x00\x01",  # PUBACK
+            b"\x32",
+        ],
+    )
+    def test_anything_else_is_left_to_paho(self, packet: bytes) -> None:
+        assert _parse_publish(packet, 0) is None
+
+    def test_a_received_message_builds_its_info_only_when_asked(self) -> None:
+        message = paho_lean.LeanMessage(5, b"t")
+        assert "info" not in message.__dict__
+        assert message.info.mid == 5
