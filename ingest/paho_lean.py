@@ -308,15 +308,16 @@ def _parse_publish(buf: bytes, pos: int) -> tuple[int, int, bytes, int, bytes] |
     return end, command, buf[i + 2 : topic_end], mid, buf[at + 1 : end]
 
 
-def read_buffered(client: paho.Client) -> MQTTErrorCode:
-    """Let paho handle the packets already read into the client's buffer (`BufferedSocket`), up to a
-    budget, through its public ``loop_read``; the next ``loop`` writes what they made paho send."""
+def read_buffered(client: paho.Client, budget: int = _READ_BUDGET) -> MQTTErrorCode:
+    """Let paho handle the packets already read into the client's buffer (`BufferedSocket`), up to
+    `budget` (and 1,000) packets, through its public ``loop_read``; the next ``loop`` writes what they
+    made paho send."""
     sock = client.socket()
     rc = MQTTErrorCode.MQTT_ERR_SUCCESS
     if isinstance(sock, BufferedSocket):
         lean = client if isinstance(client, LeanClient) else None
         handled = 0
-        for _ in range(_READ_BUDGET):
+        for _ in range(min(budget, _READ_BUDGET)):
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or not sock.pending():
                 break
             if lean is not None and lean.read_publish(sock):

@@ -47,11 +47,11 @@ def publish(broker: MosquittoServer, n: int) -> None:
 
 
 @pytest.fixture
-def source_factory(mosquitto: MosquittoServer, tmp_path: Path) -> Iterator[Callable[[], MqttSource]]:
+def source_factory(mosquitto: MosquittoServer, tmp_path: Path) -> Iterator[Callable[..., MqttSource]]:
     started: list[MqttSource] = []
 
-    def make() -> MqttSource:
-        settings = MqttSettings(port=mosquitto.port, client_id="pw-backlog")
+    def make(receive_maximum: int = 10_000) -> MqttSource:
+        settings = MqttSettings(port=mosquitto.port, client_id="pw-backlog", receive_maximum=receive_maximum)
         source = MqttSource(settings, FILTERS, held_file=tmp_path / "subscriptions.json")
         source.start()
         started.append(source)
@@ -82,7 +82,7 @@ def take_all(source: MqttSource, n: int, timeout_s: float = 30) -> list[Message]
 
 class TestBacklog:
     def test_a_queued_backlog_arrives_whole_in_order_and_once(
-        self, mosquitto: MosquittoServer, source_factory: Callable[[], MqttSource], tmp_path: Path
+        self, mosquitto: MosquittoServer, source_factory: Callable[..., MqttSource], tmp_path: Path
     ) -> None:
         first = source_factory()
         assert eventually((tmp_path / "subscriptions.json").exists, 10)  # the session is subscribed
@@ -103,7 +103,7 @@ class TestBacklog:
         assert again.take(10, timeout=1.0) == []  # everything was acknowledged: nothing comes back
 
     def test_what_was_not_acknowledged_comes_back_on_the_next_connection(
-        self, mosquitto: MosquittoServer, source_factory: Callable[[], MqttSource], tmp_path: Path
+        self, mosquitto: MosquittoServer, source_factory: Callable[..., MqttSource], tmp_path: Path
     ) -> None:
         first = source_factory()
         assert eventually((tmp_path / "subscriptions.json").exists, 10)
@@ -118,3 +118,28 @@ class TestBacklog:
         again = source_factory()
         redelivered = take_all(again, 300)
         assert [m.payload for m in redelivered] == [payload(i) for i in range(200, 500)]
+
+    def test_no_more_than_the_receive_maximum_waits_in_memory(
+        self, mosquitto: MosquittoServer, source_factory: Callable[..., MqttSource], tmp_path: Path
+    ) -> None:
+        """A slow taker of a large backlog: the network thread stops reading while the queue holds the
+        Receive Maximum, whatever the broker sends, and everything still arrives in order."""
+        first = source_factory(receive_maximum=200)
+        assert eventually((tmp_path / "subscriptions.json").exists, 10)
+        stop(first, mosquitto)
+        n = 3_000
+        publish(mosquitto, n)
+
+        source = source_factory(receive_maximum=200)
+        got: list[Message] = []
+        most = 0
+        end = time.monotonic() + 60
+        while len(got) < n and time.monotonic() < end:
+            time.sleep(0.005)
+            most = max(most, source.pending())
+            batch = source.take(100, 0.1)
+            source.ack(batch)
+            got += batch
+        assert [m.payload for m in got] == [payload(i) for i in range(n)]
+        assert most <= 200 + 1  # one packet more: the one paho's own loop reads before the queue is checked
+        stop(source, mosquitto)
