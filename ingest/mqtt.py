@@ -351,7 +351,8 @@ class MqttSource:
         200,000-reading backlog of the benchmark at once, the network thread read it all into this queue
         (memory) while the ingest thread, which shares its GIL, kept a tenth of its usual rate for
         seconds. Unread, the messages wait in the socket and then in the broker (TCP flow control).
-        Once per half keepalive the thread reads anyway: the broker's PINGRESP waits behind them.
+        Once per half keepalive the thread reads a packet anyway: paho takes the connection for dead when
+        it has received no byte for a keepalive period since its last ping.
         """
         if self._closing or self._queue.qsize() < self._s.receive_maximum:
             self._full_since = None

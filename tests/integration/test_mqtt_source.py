@@ -50,8 +50,9 @@ def publish(broker: MosquittoServer, n: int) -> None:
 def source_factory(mosquitto: MosquittoServer, tmp_path: Path) -> Iterator[Callable[..., MqttSource]]:
     started: list[MqttSource] = []
 
-    def make(receive_maximum: int = 10_000) -> MqttSource:
-        settings = MqttSettings(port=mosquitto.port, client_id="pw-backlog", receive_maximum=receive_maximum)
+    def make(receive_maximum: int = 10_000, keepalive_s: int = 30) -> MqttSource:
+        settings = MqttSettings(port=mosquitto.port, client_id="pw-backlog", receive_maximum=receive_maximum,
+                                keepalive_s=keepalive_s)
         source = MqttSource(settings, FILTERS, held_file=tmp_path / "subscriptions.json")
         source.start()
         started.append(source)
@@ -142,4 +143,28 @@ class TestBacklog:
             got += batch
         assert [m.payload for m in got] == [payload(i) for i in range(n)]
         assert most <= 200 + 1  # one packet more: the one paho's own loop reads before the queue is checked
+        stop(source, mosquitto)
+
+    def test_a_full_queue_keeps_the_connection_alive(
+        self, mosquitto: MosquittoServer, source_factory: Callable[..., MqttSource], tmp_path: Path
+    ) -> None:
+        """While nothing is taken for several keepalive periods, the source still reads now and then to find
+        the broker's answer to its pings: it stays connected, and then everything arrives in order."""
+        first = source_factory(receive_maximum=100, keepalive_s=2)
+        assert eventually((tmp_path / "subscriptions.json").exists, 10)
+        stop(first, mosquitto)
+        n = 3_000
+        publish(mosquitto, n)
+
+        source = source_factory(receive_maximum=100, keepalive_s=2)
+        time.sleep(7)  # more than three keepalive periods with a full queue
+        assert source.connected and source.reconnects == 0
+        got: list[Message] = []
+        end = time.monotonic() + 60
+        while len(got) < n and time.monotonic() < end:
+            batch = source.take(500, 0.1)
+            source.ack(batch)
+            got += batch
+        assert [m.payload for m in got] == [payload(i) for i in range(n)]
+        assert source.reconnects == 0
         stop(source, mosquitto)
