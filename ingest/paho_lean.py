@@ -202,7 +202,7 @@ class LeanClient(paho.Client):
         message.dup = bool(command & 0x08)
         message.qos = (command & 0x06) >> 1
         message.retain = bool(command & 0x01)
-        message.properties = _NO_PROPERTIES
+        message.properties = LeanProperties(PacketTypes.PUBLISH)  # its own, empty, as paho gives each message
         message.payload = payload
         message.timestamp = paho.time_func()
         self._handle_on_message(message)
@@ -273,9 +273,6 @@ class LeanMessage(paho.MQTTMessage):
             self.info = paho.MQTTMessageInfo(self.mid)
             return self.info
         raise AttributeError(name)
-
-
-_NO_PROPERTIES = LeanProperties(PacketTypes.PUBLISH)  # a PUBLISH without properties; nobody writes to it
 
 
 def _parse_publish(buf: bytes, pos: int) -> tuple[int, int, bytes, int, bytes] | None:
