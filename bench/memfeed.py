@@ -33,9 +33,9 @@ from unittest import mock
 import psutil
 
 from bench.feed import Feed
-from config import heap
 from config.compose import build
 from config.settings import settings_from_dict
+from ingest import interpreter
 
 MB = 1024 * 1024
 
@@ -89,7 +89,7 @@ def main(argv: list[str]) -> int:
     with mock.patch("config.compose.MqttSource", lambda *args, **kwargs: feed()), \
             mock.patch("config.compose.MqttSourceFactory", lambda *args, **kwargs: feed):
         service = build(settings)
-    heap.settle()  # as config.cli.cmd_run does
+    interpreter.settle()  # as config.cli.cmd_run does
     # Diagnostic only: batches waiting for the rules thread (the queue is private to RulesRunner).
     rules_queue = getattr(service.rules, "_queue", None)
 

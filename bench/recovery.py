@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from typing import Any
 from bench.context import Context
 from bench.env import HOST, PARK, CpuMeter, OthersMeter, server_pid
 from bench.traffic import TZ, reading
-from config import heap
+from ingest import interpreter
 from ingest.decode import Decoder, DecodeSettings
 from ingest.drain import Drainer, DrainSettings
 from ingest.messages import Message
@@ -62,8 +63,8 @@ def run_once(ctx: Context, run_no: int) -> dict[str, Any]:
     meter = CpuMeter({"drainer": os.getpid(), "influxd": server_pid(ctx.influx)})  # nothing else runs here
     others = OthersMeter()
     thread = threading.Thread(target=drainer.run, name="drain", daemon=True)
-    threshold = gc.get_threshold()
-    heap.settle()  # the service's collector settings (config/heap.py), as `parkwatch run` has them
+    threshold, interval = gc.get_threshold(), sys.getswitchinterval()
+    interpreter.settle()  # the service's interpreter settings (ingest/interpreter.py), as `parkwatch run`
     meter.start()
     others.start()
     started = time.monotonic()
@@ -73,6 +74,7 @@ def run_once(ctx: Context, run_no: int) -> dict[str, Any]:
     elapsed = time.monotonic() - started
     gc.unfreeze()
     gc.set_threshold(*threshold)
+    sys.setswitchinterval(interval)
     cpu, other = meter.stop(), others.stop()
     counters = spool.counters()
     spool.close()

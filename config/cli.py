@@ -11,9 +11,10 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from config import heap, logs
+from config import logs
 from config.compose import build, build_gateway, mqtt_settings
 from config.settings import load_settings
+from ingest import interpreter
 from ingest.errors import ConfigError, ParkWatchError
 
 EXIT_CONFIG = 2
@@ -73,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     logs.configure(settings.log.level, settings.log.json_lines)
     service = build(settings)
-    heap.settle()  # freeze the start-up heap, rarer young collections (config/heap.py)
+    interpreter.settle()  # frozen start-up heap, rarer young collections, GIL handed over sooner
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

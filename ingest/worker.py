@@ -38,6 +38,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from ingest import interpreter
 from ingest.decode import Decoder, DecodeSettings, NewValue
 from ingest.errors import ParkWatchError
 from ingest.interfaces import BrokerLink
@@ -260,6 +261,7 @@ def _worker_main(pickled_spec: bytes, conn: Connection, log_level: int) -> None:
         source = spec.source()
         intake = Intake(source, Decoder(spec.decode, time.time_ns), spec.pipeline)
         intake.add_listener(link.kept)
+        interpreter.settle()  # as the service's process has them (ingest/interpreter.py)
         intake.start()
     except Exception as exc:  # reported to the service, which refuses to start with it
         link.send(("failed", f"{type(exc).__name__}: {exc}"))
