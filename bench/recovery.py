@@ -25,6 +25,7 @@ from ingest import interpreter
 from ingest.decode import Decoder, DecodeSettings
 from ingest.drain import Drainer, DrainSettings
 from ingest.messages import Message
+from ingest.pipeline import RELEASE_SYNCHRONOUS
 from ingest.spool import SpoolDb
 from ingest.stores.influxdb1 import InfluxDB1Store
 
@@ -57,7 +58,7 @@ def run_once(ctx: Context, run_no: int) -> dict[str, Any]:
     fill_rate = fill(spool_path, rows)
     database = f"bench_recovery_{run_no}"
     store = InfluxDB1Store(HOST, ctx.influx.port, database)
-    spool = SpoolDb(spool_path, synchronous="FULL").open()
+    spool = SpoolDb(spool_path, synchronous=RELEASE_SYNCHRONOUS).open()  # as the service's drainer has it
     drainer = Drainer(spool, store, DrainSettings(batch_size=BATCH, flush_interval_s=1.0))
     busy = ctx.wait_quiet()
     meter = CpuMeter({"drainer": os.getpid(), "influxd": server_pid(ctx.influx)})  # nothing else runs here

@@ -39,6 +39,17 @@ def parts(tmp_path: Path) -> Iterator[tuple[Pipeline, FakeSource, MemoryStore]]:
     pipeline.stop()
 
 
+class TestDurability:
+    def test_kept_batches_are_synced_and_releases_left_to_the_next_commit(
+        self, parts: tuple[Pipeline, FakeSource, MemoryStore]
+    ) -> None:
+        """The ingest side commits with the configured `synchronous` (FULL: 2); the drainer's releases with
+        NORMAL (1): a release lost to a power cut only drains the same points again."""
+        pipeline = parts[0]
+        assert pipeline.intake._ingest_db._db.execute("PRAGMA synchronous").fetchone() == (2,)  # type: ignore[attr-defined]
+        assert pipeline._drain_db._db.execute("PRAGMA synchronous").fetchone() == (1,)
+
+
 class TestAcknowledgement:
     def test_every_message_is_acknowledged_once_kept(self, parts: tuple[Pipeline, FakeSource, MemoryStore]) -> None:
         """Valid, bad and duplicate messages are all acknowledged, after the spool has them."""
