@@ -9,9 +9,7 @@ empty (the drainer is told to stop at once, and a stopped drainer returns when n
 
 from __future__ import annotations
 
-import gc
 import os
-import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -64,18 +62,15 @@ def run_once(ctx: Context, run_no: int) -> dict[str, Any]:
     meter = CpuMeter({"drainer": os.getpid(), "influxd": server_pid(ctx.influx)})  # nothing else runs here
     others = OthersMeter()
     thread = threading.Thread(target=drainer.run, name="drain", daemon=True)
-    threshold, interval = gc.get_threshold(), sys.getswitchinterval()
-    interpreter.settle()  # the service's interpreter settings (ingest/interpreter.py), as `parkwatch run`
-    meter.start()
-    others.start()
-    started = time.monotonic()
-    drainer.stop()  # a stopped drainer drains what is left and returns when the spool is empty
-    thread.start()
-    thread.join()
-    elapsed = time.monotonic() - started
-    gc.unfreeze()
-    gc.set_threshold(*threshold)
-    sys.setswitchinterval(interval)
+    with interpreter.restored_on_exit():
+        interpreter.settle()  # the service's interpreter settings (ingest/interpreter.py), as `parkwatch run`
+        meter.start()
+        others.start()
+        started = time.monotonic()
+        drainer.stop()  # a stopped drainer drains what is left and returns when the spool is empty
+        thread.start()
+        thread.join()
+        elapsed = time.monotonic() - started
     cpu, other = meter.stop(), others.stop()
     counters = spool.counters()
     spool.close()

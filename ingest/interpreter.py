@@ -24,8 +24,10 @@ was notified 60 to 130 ms late (traced per stage, 2026-12-03). At 0.5 ms the ale
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import sys
+from collections.abc import Iterator
 
 YOUNG_THRESHOLD = 50_000
 SWITCH_INTERVAL_S = 0.0005
@@ -38,3 +40,16 @@ def settle() -> None:
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, older, oldest)
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+
+
+@contextlib.contextmanager
+def restored_on_exit() -> Iterator[None]:
+    """Put back what `settle` changes when the block ends (the heap unfrozen), for a process that settles
+    only for a while: the benchmark's drain, the tests."""
+    threshold, interval = gc.get_threshold(), sys.getswitchinterval()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+        sys.setswitchinterval(interval)

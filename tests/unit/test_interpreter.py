@@ -14,11 +14,8 @@ from ingest import interpreter
 
 @pytest.fixture
 def restored_collector() -> Iterator[None]:
-    threshold, interval = gc.get_threshold(), sys.getswitchinterval()
-    yield
-    gc.unfreeze()
-    gc.set_threshold(*threshold)
-    sys.setswitchinterval(interval)
+    with interpreter.restored_on_exit():
+        yield
 
 
 def test_settling_freezes_what_exists_and_raises_only_the_young_threshold(restored_collector: None) -> None:
@@ -50,3 +47,11 @@ def test_cyclic_garbage_is_still_collected(restored_collector: None) -> None:
     alive = [[] for _ in range(interpreter.YOUNG_THRESHOLD + 1)]
     assert collected == ["node"]
     del alive
+
+
+def test_what_settling_changed_is_put_back_after_a_restoring_block() -> None:
+    threshold, interval = gc.get_threshold(), sys.getswitchinterval()
+    with interpreter.restored_on_exit():
+        interpreter.settle()
+    assert gc.get_freeze_count() == 0
+    assert (gc.get_threshold(), sys.getswitchinterval()) == (threshold, interval)
