@@ -22,6 +22,7 @@ DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 VALUE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
 FLAG_LETTER = re.compile(r"[!-~]")  # one printable ASCII character: N F M S D C T B, and vendor letters
 INVALID_FLAGS = frozenset("FMDCB")  # HJ 212-2017 Table 8: stopped, maintenance, fault, calibration, comms fault
+_NONE: frozenset[str] = frozenset()
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 MAX_VALUES = 64
@@ -161,6 +162,14 @@ class AirReading(_Frozen):
     def valid(self, name: str) -> bool:
         """Whether the named value counts in thresholds, averages and AQI (its flag is not invalid)."""
         return name in self.values and self.flags.get(name, "N") not in INVALID_FLAGS
+
+    @property
+    def invalid(self) -> frozenset[str]:
+        """The names of the values that do not count (flagged invalid): empty for most readings, which
+        carry no flags. The averages take a reading's values against this once, not `valid` per value."""
+        if not self.flags:
+            return _NONE
+        return frozenset(name for name, flag in self.flags.items() if flag in INVALID_FLAGS)
 
 
 class Hazmat(_Frozen):

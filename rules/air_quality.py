@@ -85,7 +85,7 @@ class AirQualityTracker(BaseRule):
         reading = live(event)
         if reading is not None:
             out: list[Statistic] = []
-            for item in self._station(reading.station).add_reading(at, reading.values, reading.valid):
+            for item in self._station(reading.station).add_reading(at, reading.values, reading.invalid):
                 if isinstance(item, LateReading):
                     self.late += 1
                 else:

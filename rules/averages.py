@@ -37,7 +37,7 @@ means. ``snapshot()`` returns this state as JSON-safe values; ``restore()`` take
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -225,9 +225,10 @@ class StationAverages:
         return late + self.advance(ts)
 
     def add_reading(
-        self, ts: datetime, values: Mapping[str, float], valid: Callable[[str], bool]
+        self, ts: datetime, values: Mapping[str, float], invalid: Container[str] = ()
     ) -> tuple[Emitted, ...]:
-        """Take every value of one reading at once (the same as `add` for each, advancing the clock once)."""
+        """Take every value of one reading at once (the same as `add` for each, advancing the clock once);
+        the values named in `invalid` (flagged invalid, `AirReading.invalid`) do not count."""
         _aware(ts)
         utc = ts.astimezone(UTC)  # once: _hour of a UTC time does not convert again
         hour, minute = _hour(utc), utc.minute
@@ -235,7 +236,7 @@ class StationAverages:
         late: list[Emitted] = []
         for name, value in values.items():
             series = self._series.get(name)
-            if series is None or not valid(name):
+            if series is None or name in invalid:
                 continue
             if not math.isfinite(value):
                 raise ValueError(f"{name}: a valid reading must be finite, not {value!r}")

@@ -348,5 +348,5 @@ class TestWholeReadings:
             values = {"pm25": 30.0 + m % 7, "o3": 60.0, "so2": 5.0, "rh": 50.0}
             for name, value in values.items():
                 out_one += one.add(ts, name, value, valid=name != "so2")
-            out_many += many.add_reading(ts, values, lambda n: n != "so2")
+            out_many += many.add_reading(ts, values, {"so2"})
         assert out_one == out_many and one.snapshot() == many.snapshot()

@@ -11,6 +11,7 @@ import pytest
 from ingest.decode import Decoder, DecodeSettings
 from ingest.errors import Rejected
 from ingest.messages import Message
+from ingest.models import AirReading
 from tests.hostile import CASES, Case
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -53,6 +54,17 @@ class TestAirReading:
         d = decoder().decode(msg("air/ST01/reading", payload))
         assert d.point.fields == {"pm25": 1.0, "o3": 80.0, "o3_flag": "C"}
         assert d.value is not None and not d.value.valid("o3") and d.value.valid("pm25")  # type: ignore[union-attr]
+
+    def test_the_values_that_do_not_count_are_those_flagged_invalid(self) -> None:
+        """F, M, D, C and B make a value not count (HJ 212 Table 8); N, S and a vendor letter do not."""
+        flags = {"a": "F", "b": "M", "c": "D", "d": "C", "e": "B", "f": "N", "g": "S", "h": "T"}
+        payload = {"ts": T0 * 1000, "values": dict.fromkeys(flags, 1.0), "flags": flags}
+        reading = decoder().decode(msg("air/ST01/reading", payload)).value
+        assert isinstance(reading, AirReading)
+        assert reading.invalid == {"a", "b", "c", "d", "e"}
+        assert [n for n in flags if reading.valid(n)] == ["f", "g", "h"]
+        unflagged = decoder().decode(msg("air/ST01/reading", {"ts": T0 * 1000, "values": {"a": 1.0}})).value
+        assert isinstance(unflagged, AirReading) and unflagged.invalid == frozenset()
 
     def test_same_station_and_ts_give_the_same_dedup_key(self) -> None:
         """The dedup key is (station, ts): a resend with other values is still the same reading."""

@@ -188,7 +188,7 @@ class TestDailyMeans:
         for point in sorted((p for p in readings() if p.tags["station"] == "S1"), key=lambda p: p.ts_ns):
             at = datetime.fromtimestamp(point.ts_ns / 1e9, SHANGHAI)
             values = {k: float(v) for k, v in point.fields.items() if not k.endswith("_flag")}
-            emitted += live.add_reading(at, values, lambda name, f=point.fields: f"{name}_flag" not in f)
+            emitted += live.add_reading(at, values, {n for n in values if f"{n}_flag" in point.fields})
         emitted += live.advance(MIDNIGHT + 2 * HOUR + timedelta(days=1))
         days = [s for s in emitted if isinstance(s, DailyMean) and s.day == DAY]
         assert sorted(s.pollutant for s in days) == sorted(["pm25", "pm10", "so2", "no2", "co", "o3"])
