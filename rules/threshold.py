@@ -10,7 +10,7 @@ current level's `clear` for `clear_for_s`. A value exactly at a limit does not c
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -58,6 +58,13 @@ class _Track:
     count: list[int] = field(default_factory=list)
     announced: bool = False
     clear_since: float | None = None
+
+    def state(self) -> dict[str, Any]:
+        """What `dataclasses.asdict` gives, written out: asdict's recursion and deep copies made the
+        snapshot of four threshold rules over 500 stations take 25 ms of the rules thread (the state is
+        saved every 30 s, and a crossing judged meanwhile waited)."""
+        return {"level": self.level, "since": list(self.since), "count": list(self.count),
+                "announced": self.announced, "clear_since": self.clear_since}
 
 
 class ThresholdRule(BaseRule):
@@ -151,7 +158,7 @@ class ThresholdRule(BaseRule):
         return Signal(self.name, source, state, at, lv.severity, value, lv.above, en, cn, {"value_name": c.value})
 
     def snapshot(self) -> dict[str, Any]:
-        return {source: asdict(track) for source, track in self._tracks.items()}
+        return {source: track.state() for source, track in self._tracks.items()}
 
     def restore(self, state: dict[str, Any]) -> None:
         n = len(self._above)

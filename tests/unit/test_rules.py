@@ -133,6 +133,14 @@ class TestThreshold:
         feed(eng2, [(300, 80)])
         assert sink2.states() == [("pm25_high", "ST01", "firing", "warning")]
 
+    def test_the_saved_state_of_a_station_keeps_its_format(self) -> None:
+        """A state file written by an earlier version restores: each station's track has these keys."""
+        eng, _ = engine({**PM25, "for_s": 300})
+        feed(eng, [(0, 80)])
+        [track] = eng.snapshot()["rules"]["pm25_high"].values()
+        assert set(track) == {"level", "since", "count", "announced", "clear_since"}
+        assert track["level"] == -1 and len(track["since"]) == len(track["count"]) == len(PM25["levels"])
+
 
 class TestRateOfChange:
     RULE: ClassVar[dict[str, Any]] = {
