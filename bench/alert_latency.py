@@ -9,7 +9,7 @@ below the clear level 65), so every crossing opens a new alert; it waits for eac
 clearing, then pauses 20 to 80 ms (random) so crossings do not line up with the ingest thread's batches.
 Latency = arrival of the POST at the webhook (its request line and headers read) minus the moment just
 before `publish`, both on this process's monotonic clock.
-p99 is the nearest-rank percentile (of 200 crossings: the 198th smallest).
+p99 is the nearest-rank percentile (of 1,000 crossings: the 990th smallest, the 10th worst).
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def run_once(ctx: Context, run_no: int) -> dict[str, Any]:
             try:
                 svc.start(wait_for="subscribed to")
                 busy = ctx.wait_quiet()
-                avoid_hour_close(WARMUP_S + sizes.crossings * 0.3 + 30, ctx.log)
+                avoid_hour_close(WARMUP_S + sizes.crossings * 0.15 + 30, ctx.log)  # ~70 ms a crossing, with margin
                 with background_load(mq.port, sizes.load_rate, sizes.load_stations) as load:
                     time.sleep(WARMUP_S)
                     meter = CpuMeter({**svc.processes(), "load": load["pid"], "mosquitto": server_pid(mq)})

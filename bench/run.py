@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, spools)")
     parser.add_argument("--load-rate", type=float, default=None,
                         help="background readings/s of the alerts part (default 5,000: the target's load)")
+    parser.add_argument("--crossings", type=int, default=None,
+                        help="crossings per run of the alerts part (default 1,000)")
     parser.add_argument("--memory-seconds", type=int, default=None,
                         help="simulated seconds of the memory part (default: a day, 86,400: over an hour per run)")
     args = parser.parse_args(argv)
@@ -106,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         sizes = replace(sizes, memory_seconds=args.memory_seconds)
     if args.load_rate is not None:
         sizes = replace(sizes, load_rate=args.load_rate)
+    if args.crossings is not None:
+        sizes = replace(sizes, crossings=args.crossings)
     log = lambda text: print(text, flush=True)  # noqa: E731
     started = datetime.now(UTC)
     at_start = machine()
