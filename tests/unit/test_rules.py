@@ -134,7 +134,8 @@ class TestThreshold:
         assert sink2.states() == [("pm25_high", "ST01", "firing", "warning")]
 
     def test_the_saved_state_of_a_station_keeps_its_format(self) -> None:
-        """A state file written by an earlier version restores: each station's track has these keys."""
+        """Each station's saved track has the keys `restore` reads, as `dataclasses.asdict` wrote them
+        before, so state files of earlier versions and of this one are read alike."""
         eng, _ = engine({**PM25, "for_s": 300})
         feed(eng, [(0, 80)])
         [track] = eng.snapshot()["rules"]["pm25_high"].values()
