@@ -56,6 +56,10 @@ class GeneratedReadings:
         return [Message(self._topics[j], payload(ts, sim_s + j), now_ns, 1, False, None)
                 for j in range(first, first + n)]
 
+    def pending(self) -> int:
+        """All that is not made yet: the feed is a backlog, handed out a simulated second at most a take."""
+        return self._total - self._next
+
     def ack(self, messages: Sequence[Message]) -> None:
         pass
 

@@ -155,6 +155,7 @@ def build(settings: Settings, *, now_ns: Callable[[], int] = time.time_ns) -> Se
             retry=RetryPolicy(initial_s=s.store.retry_initial_s, cap_s=s.store.retry_cap_s),
         ),
         max_batch=s.ingest.max_batch,
+        backlog_batch=s.ingest.backlog_batch,
         linger_s=s.ingest.linger_ms / 1000,
         dedup_window_s=s.spool.dedup_window_h * 3600,
         synchronous=s.spool.synchronous.upper(),

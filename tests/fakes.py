@@ -39,6 +39,9 @@ class FakeSource:
             pass
         return out
 
+    def pending(self) -> int:
+        return self._queue.qsize()
+
     def ack(self, messages: Sequence[Message]) -> None:
         self.acked.extend(messages)
 

@@ -131,6 +131,36 @@ class TestGroupCommit:
             pipeline.stop()
 
 
+class TestBatchSize:
+    def kept_batches(self, tmp_path: Path, waiting: int, max_batch: int, backlog_batch: int) -> list[int]:
+        source, batches = FakeSource(), []
+        for i in range(waiting):
+            source.put("park/demo/air/A/reading", reading(i))
+        decoder = Decoder(DecodeSettings(park="demo", tz=ZoneInfo("Asia/Shanghai")), time.time_ns)
+        settings = PipelineSettings(spool_path=tmp_path / "spool.db", deadletter_log=None,
+                                    deadletter_topic="park/demo/deadletter", max_batch=max_batch,
+                                    backlog_batch=backlog_batch)
+        pipeline = Pipeline.in_process(source, decoder, MemoryStore(), settings)
+        pipeline.add_listener(lambda new: batches.append(len(new)))
+        pipeline.start()
+        try:
+            assert eventually(lambda: sum(batches) == waiting)
+        finally:
+            pipeline.stop()
+        return batches
+
+    def test_a_backlog_is_kept_in_large_batches_until_less_than_one_waits(self, tmp_path: Path) -> None:
+        """While backlog_batch messages or more wait, batches are that large; then live-sized again."""
+        assert self.kept_batches(tmp_path, 2600, max_batch=250, backlog_batch=1000) == [1000, 1000, 250, 250, 100]
+
+    def test_live_traffic_is_kept_in_live_batches(self, tmp_path: Path) -> None:
+        """Fewer waiting than backlog_batch: batches of max_batch at most, so no alert waits behind more."""
+        assert self.kept_batches(tmp_path, 999, max_batch=250, backlog_batch=1000) == [250, 250, 250, 249]
+
+    def test_a_backlog_batch_equal_to_the_live_one_turns_it_off(self, tmp_path: Path) -> None:
+        assert self.kept_batches(tmp_path, 600, max_batch=250, backlog_batch=250) == [250, 250, 100]
+
+
 class TestIsolation:
     def test_listeners_see_only_new_values_and_a_failing_one_stops_nothing(
         self, parts: tuple[Pipeline, FakeSource, MemoryStore]

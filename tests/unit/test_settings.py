@@ -47,6 +47,12 @@ class TestRefusal:
         error = bad({"store": {"batch_size": 0}})
         assert error.key == "store.batch_size" and "0" in error.reason
 
+    def test_a_backlog_batch_smaller_than_the_live_batch_is_refused(self) -> None:
+        """ingest.backlog_batch is the batch size while a backlog waits: never below ingest.max_batch."""
+        error = bad({"ingest": {"max_batch": 500, "backlog_batch": 100}})
+        assert error.key == "ingest.backlog_batch" and "max_batch (500)" in error.reason
+        assert settings_from_dict({"ingest": {"max_batch": 500, "backlog_batch": 500}}, {}).ingest.backlog_batch == 500
+
     def test_bad_mqtt_url(self) -> None:
         """An MQTT URL with another scheme is refused with the key mqtt.url."""
         assert bad({"mqtt": {"url": "http://h:1883"}}).key == "mqtt.url"
