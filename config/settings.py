@@ -147,7 +147,8 @@ class IngestSection(_Section):
     # barely moved (JSON 7,393 -> 7,039 readings/s, single runs)
     max_batch: int = Field(default=250, ge=1, le=100_000)
     # while this many messages wait (a backlog), batches of this size: fewer fsyncs and hand-overs per
-    # message (benchmark, 200,000-reading backlog: JSON 21,911 -> 24,602 readings/s); equal to max_batch: off
+    # message (benchmark, 200,000-reading backlog, medians of 3 runs: JSON 21,793 -> 23,345 readings/s, HJ 212
+    # 15,547 -> 15,864); equal to max_batch: off
     backlog_batch: int = Field(default=1000, ge=1, le=100_000)
     linger_ms: float = Field(default=5.0, ge=0, le=1000)
     # "process": receive, decode and keep in an ingest worker process of its own (ingest/worker.py), so the

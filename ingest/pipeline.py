@@ -134,10 +134,11 @@ class Intake:
         resumed after an outage, the service catching up after a stall).
 
         Each kept batch costs a spool transaction with its fsync, an acknowledgement round and a hand-over
-        to the rules, whatever its size. On a backlog of 200,000 readings (`python -m bench.run --only
-        ingest`, single runs) batches of 1,000 instead of 250 took the ingest thread's keeping from 19 to
-        11 us per JSON reading, and the service from 21,911 to 24,602 JSON readings/s (HJ 212: 15,506 to
-        18,347); 2,500 gained nothing more. Under live traffic a large batch would hold back the message
+        to the rules, whatever its size. On a backlog of 200,000 readings batches of 1,000 instead of 250
+        took the ingest thread's keeping from 19 to 11 us per JSON reading; `python -m bench.run --only
+        ingest` (medians of 3 runs) went from 21,793 to 23,345 and 24,787 JSON readings/s in two
+        invocations, HJ 212 (whose decoding is its limit) from 15,547 to 15,864 and 16,070 frames/s; 2,500
+        gained nothing more (single run). Under live traffic a large batch would hold back the message
         at its head, an alert's reading among them: so only a queue this deep, which at the benchmark's
         5,000 readings/s is 0.2 s behind already, switches to the large batch."""
         backlog = self._s.backlog_batch

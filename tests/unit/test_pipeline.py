@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -85,13 +86,19 @@ class TestAcknowledgement:
         assert json.loads((tmp_path / "dl.jsonl").read_text())["code"] == "not_an_object"
 
 
+def pipeline_over(source: FakeSource, tmp_path: Path, *, sleep: Callable[[float], None] = time.sleep,
+                  **settings: Any) -> Pipeline:
+    """A pipeline in this process from `source` to a memory store, with the given PipelineSettings."""
+    decoder = Decoder(DecodeSettings(park="demo", tz=ZoneInfo("Asia/Shanghai")), time.time_ns)
+    kept = PipelineSettings(spool_path=tmp_path / "spool.db", deadletter_log=None,
+                            deadletter_topic="park/demo/deadletter", **settings)
+    return Pipeline.in_process(source, decoder, MemoryStore(), kept, sleep=sleep)
+
+
 class TestGroupCommit:
     def build(self, tmp_path: Path, source: FakeSource, linger_s: float, sleep: Callable[[float], None],
               max_batch: int = 5000) -> Pipeline:
-        decoder = Decoder(DecodeSettings(park="demo", tz=ZoneInfo("Asia/Shanghai")), time.time_ns)
-        settings = PipelineSettings(spool_path=tmp_path / "spool.db", deadletter_log=None,
-                                    deadletter_topic="park/demo/deadletter", linger_s=linger_s, max_batch=max_batch)
-        return Pipeline.in_process(source, decoder, MemoryStore(), settings, sleep=sleep)
+        return pipeline_over(source, tmp_path, sleep=sleep, linger_s=linger_s, max_batch=max_batch)
 
     def test_messages_arriving_while_it_lingers_share_one_batch(self, tmp_path: Path) -> None:
         """After a batch's first message the pipeline waits linger_s for more, then keeps them together."""
@@ -136,11 +143,7 @@ class TestBatchSize:
         source, batches = FakeSource(), []
         for i in range(waiting):
             source.put("park/demo/air/A/reading", reading(i))
-        decoder = Decoder(DecodeSettings(park="demo", tz=ZoneInfo("Asia/Shanghai")), time.time_ns)
-        settings = PipelineSettings(spool_path=tmp_path / "spool.db", deadletter_log=None,
-                                    deadletter_topic="park/demo/deadletter", max_batch=max_batch,
-                                    backlog_batch=backlog_batch)
-        pipeline = Pipeline.in_process(source, decoder, MemoryStore(), settings)
+        pipeline = pipeline_over(source, tmp_path, max_batch=max_batch, backlog_batch=backlog_batch)
         pipeline.add_listener(lambda new: batches.append(len(new)))
         pipeline.start()
         try:
