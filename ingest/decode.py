@@ -26,7 +26,7 @@ from ingest import hj212
 from ingest.errors import Hj212Error, Rejected
 from ingest.messages import Message
 from ingest.models import AirReading, Appointment, AppointmentCancelled, DeviceStatus, GateEvent
-from ingest.points import FieldValue, Point
+from ingest.points import FieldValue, Point, epoch_ns
 from ingest.topics import Route, Topics
 
 M = TypeVar("M", bound=BaseModel)
@@ -146,11 +146,11 @@ class Decoder:
         return Decoded(Point("hj212_frame", tags, fields, message.received_ns), f"f|{station}|{digest}", None)
 
     def _air_decoded(self, r: AirReading) -> Decoded:
-        ts_ns = _ns(r.ts)
+        ts_ns = epoch_ns(r.ts)
         tags = {"park": self._s.park, "station": r.station}
         if r.period:
             tags["period"] = r.period
-        fields: dict[str, FieldValue] = {k: float(v) for k, v in r.values.items()}
+        fields: dict[str, FieldValue] = dict(r.values)  # floats: the model's Number makes an int one
         fields.update({f"{k}_flag": f for k, f in r.flags.items() if f != "N"})
         if r.mn:
             fields["mn"] = r.mn
@@ -171,7 +171,7 @@ class Decoder:
             fields["hazard_class"] = e.hazmat.hazard_class
             if e.hazmat.load_t is not None:
                 fields["load_t"] = float(e.hazmat.load_t)
-        point = Point("gate_event", tags, fields, _ns(e.ts))
+        point = Point("gate_event", tags, fields, epoch_ns(e.ts))
         return Decoded(point, f"g|{e.gate}|{e.event_id}", e, unique_slot=f"gts|{e.gate}")
 
     def _status(self, route: Route, message: Message) -> Decoded:
@@ -179,7 +179,7 @@ class Decoder:
         self._known(route.device, known, "unknown_device")
         status = self._validate(DeviceStatus, _json_object(message.payload), kind=route.device_kind,
                                 device=route.device)
-        ts_ns = _ns(status.ts) if status.ts is not None else message.received_ns
+        ts_ns = epoch_ns(status.ts) if status.ts is not None else message.received_ns
         tags = {"park": self._s.park, "kind": route.device_kind, "device": route.device}
         key = f"s|{route.device_kind}|{route.device}|{ts_ns}" if status.ts is not None else None
         return Decoded(Point("device_status", tags, {"online": status.online}, ts_ns), key, status)
@@ -220,11 +220,6 @@ class Decoder:
             return model.model_validate({**raw, **extra}, context={"tz": self._s.tz, "latest": latest})
         except ValidationError as exc:
             raise _rejection(exc) from None
-
-
-def _ns(ts: datetime) -> int:
-    delta = ts - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
 def _rejection(exc: ValidationError) -> Rejected:

@@ -9,10 +9,22 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 FieldValue = float | int | str | bool
 _SPOOL_FORMAT = b"\x01"  # marshal version 4 of (measurement, tags, fields, ts_ns)
 _SPOOL_FORMAT_BYTE = _SPOOL_FORMAT[0]
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_ns(at: datetime) -> int:
+    """Nanoseconds since the epoch of a timezone-aware time, in integers only (a float timestamp
+    loses the microseconds of present-day times); a naive time raises ValueError."""
+    try:
+        delta = at - _EPOCH
+    except TypeError:
+        raise ValueError(f"times must be timezone-aware, not {at!r}") from None
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from ingest.points import FieldValue, Point
+from ingest.points import FieldValue, Point, epoch_ns
 from rules import aqi as hj633
 from rules import standards
 from rules.averages import (
@@ -154,7 +154,7 @@ class AirQualityTracker(BaseRule):
                 continue
             tags = {"park": self._park, "station": s.station, "averaging": _averaging(s)}
             fields: dict[str, FieldValue] = {s.pollutant: float(value), f"{s.pollutant}_valid": bool(s.valid)}
-            points.append(Point("air_quality_avg", tags, fields, _ns(_end(s, self._tz))))
+            points.append(Point("air_quality_avg", tags, fields, epoch_ns(_end(s, self._tz))))
         return points
 
     def _aqi_point(self, station: str, end: datetime, r: hj633.AqiResult) -> Point:
@@ -163,7 +163,7 @@ class AirQualityTracker(BaseRule):
         if r.aqi is not None:
             fields.update(aqi=int(r.aqi), level=int(r.level or 0), category=str(r.category))
         fields["primary"] = ",".join(r.primary_pollutants)
-        return Point("aqi", tags, fields, _ns(end))
+        return Point("aqi", tags, fields, epoch_ns(end))
 
     def snapshot(self) -> dict[str, Any]:
         return {s: a.snapshot() for s, a in self._stations.items()}
@@ -174,11 +174,6 @@ class AirQualityTracker(BaseRule):
                 self._station(station).restore(raw)
             except (ValueError, KeyError, TypeError) as exc:
                 log.warning("averages of %s not restored: %s", station, exc)
-
-
-def _ns(at: datetime) -> int:
-    at = at.astimezone(UTC)
-    return int(at.timestamp()) * 1_000_000_000 + at.microsecond * 1000
 
 
 class AverageConfig(RuleConfig):

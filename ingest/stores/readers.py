@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import ssl
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
@@ -26,6 +26,7 @@ import urllib3
 
 from ingest.errors import ConfigError, StoreError
 from ingest.interfaces import FrameReader
+from ingest.points import epoch_ns
 from ingest.security import client_tls_context
 from ingest.stores import (
     DEFAULT_INFLUXDB_PORT,
@@ -37,7 +38,6 @@ from ingest.stores import (
 )
 
 CHUNK_ROWS = 10_000
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MAX_ERROR_TEXT = 300
 
 
@@ -90,7 +90,7 @@ class SqliteReader:
         try:
             conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=self._timeout_s)
             try:
-                return self._query(conn, measurement, _ns(start), _ns(end))
+                return self._query(conn, measurement, epoch_ns(start), epoch_ns(end))
             finally:
                 conn.close()
         except sqlite3.Error as exc:
@@ -141,7 +141,7 @@ class InfluxDB1Reader:
     def read_frame(self, measurement: str, start: datetime, end: datetime) -> pd.DataFrame:
         """The rows of `measurement` in [start, end); no rows if the database has no such measurement."""
         name = _quote(measurement)
-        rows = self._series(f'SELECT * FROM "{name}" WHERE time >= {_ns(start)} AND time < {_ns(end)}')
+        rows = self._series(f'SELECT * FROM "{name}" WHERE time >= {epoch_ns(start)} AND time < {epoch_ns(end)}')
         if not rows:
             return _empty()
         tags = [str(row[0]) for series in self._series(f'SHOW TAG KEYS FROM "{name}"') for row in series["values"]]
@@ -198,12 +198,6 @@ def _frame(raw: pd.DataFrame, *, tags: list[str] | tuple[str, ...]) -> pd.DataFr
 
 def _empty() -> pd.DataFrame:
     return pd.DataFrame({"time": pd.Series([], dtype="datetime64[ns, UTC]")})
-
-
-def _ns(at: datetime) -> int:
-    if at.tzinfo is None or at.utcoffset() is None:
-        raise ValueError(f"times must be timezone-aware, not {at!r}")
-    return (at - _EPOCH) // timedelta(microseconds=1) * 1000
 
 
 def _quote(name: str) -> str:

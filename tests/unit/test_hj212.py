@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -29,6 +30,7 @@ from ingest.hj212 import (
     frame_to_readings,
     modbus_crc16,
     parse_segment,
+    read_plain_upload,
     read_upload,
 )
 
@@ -136,6 +138,14 @@ class TestCrc16:
     def test_table_equals_bitwise_reference(self, data: bytes) -> None:
         """The table-driven HJ 212 CRC equals domain.md's bitwise algorithm on any input."""
         assert crc16(data) == bitwise_hj212(data)
+
+    @pytest.mark.parametrize("length", [*range(0, 40), MAX_FRAME - 1, MAX_FRAME, MAX_FRAME + 1, MAX_FRAME + 2])
+    def test_either_side_of_the_longest_frame(self, length: int) -> None:
+        """Up to MAX_FRAME bytes the CRC is read off precomputed masks, beyond it byte by byte: both equal
+        the reference, on random bytes and on bytes with every bit set (every mask bit counts)."""
+        rng = random.Random(length)
+        for data in (rng.randbytes(length), b"\xff" * length):
+            assert crc16(data) == bitwise_hj212(data)
 
     @given(st.binary(max_size=2048))
     def test_modbus_table_equals_bitwise_reference(self, data: bytes) -> None:
@@ -781,6 +791,24 @@ class TestUploadFastPath:
             assert fast is not None
             assert fast == frame_to_readings(decode_frame(raw), tz=TZ, factor_map=DEFAULT_FACTORS)
 
+    def test_uploads_in_the_plain_shape_are_read_in_one_match(self) -> None:
+        """The shape stations send (header in the standard's order, DataTime first, then values and flags)
+        is read by read_plain_upload, to what the full path reads; other shapes are left to the general way."""
+        for raw in (CSHARP_FRAME, raw_frame(MINUTE_SEGMENT)):
+            plain = read_plain_upload(segment_of(raw).decode(), tz=TZ, factor_map=DEFAULT_FACTORS)
+            assert plain is not None
+            assert plain == full_path(raw, False, dict(DEFAULT_FACTORS))
+        for segment in (
+            MINUTE_SEGMENT.replace("ST=22;CN=2051", "CN=2051;ST=22"),  # header out of order
+            MINUTE_SEGMENT.replace("a21026-Avg=6", "a21026-Avg=6,a21026-SampleTime=20261127080000"),
+            MINUTE_SEGMENT.replace("a21026-Avg=6", "a21026-Avg=6;"),  # an empty group
+            MINUTE_SEGMENT.replace("Flag=4", "Flag=256"),
+            MINUTE_SEGMENT.replace("a21026-Avg=6", "a21026-Avg=6e999"),
+            MINUTE_SEGMENT.replace("a21026-Flag=C", "a21026-Flag=C,a21026-Flag=N"),
+        ):
+            assert read_plain_upload(segment, tz=TZ, factor_map=DEFAULT_FACTORS) is None
+            assert_agrees(raw_frame(segment))
+
     def test_other_frames_are_left_to_the_full_decoder(self) -> None:
         """A frame that is no data upload (CN 1062 here) gives None."""
         assert read_upload(STANDARD_FRAME, tz=TZ, factor_map=DEFAULT_FACTORS) is None
@@ -806,6 +834,8 @@ class TestUploadFastPath:
         raw = encoded_or_skipped(readings, mn, at)
         fast = read_upload(raw, tz=TZ, factor_map=DEFAULT_FACTORS)
         assert fast is not None and fast == full_path(raw, False, dict(DEFAULT_FACTORS))
+        plain = read_plain_upload(segment_of(raw).decode(), tz=TZ, factor_map=DEFAULT_FACTORS)
+        assert plain == fast  # the encoder writes the plain shape
 
     @settings(max_examples=300)
     @given(st.binary(max_size=1200), st.booleans())
