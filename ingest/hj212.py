@@ -621,7 +621,7 @@ def read_plain_upload(segment: str, *, tz: tzinfo, factor_map: Mapping[str, str]
     Two regular expressions, `_PLAIN_UPLOAD` over the header and `_PLAIN_ITEM` over the items, prove
     what the header checks and the item loop of `_cp_values` would prove, in C: the bench's nine-value
     upload took 22.5 µs from segment to readings by `_parse_header`, `_check_fields` and `_cp_values`,
-    and takes 12.1 µs here (bench machine, 2026-12-03). What the shape cannot prove (a Flag above 255, a
+    and takes 13.0 µs here (bench machine, 2026-12-03). What the shape cannot prove (a Flag above 255, a
     duplicate, a number too large to be finite, a date that does not exist) gives None, and
     `read_upload` reads the segment the general way, which finds the same fault. The agreement tests of
     read_upload (tests/unit/test_hj212.py) hold this path to the full decoder as well.
