@@ -270,14 +270,21 @@ class SpoolDb:
         still uses one. With the ingest worker writing a batch every few ms from its own process and the
         drainer reading here, that moment hardly came: the benchmark's simulated day grew the WAL to
         15.8 GB in 7 minutes, and its index (spool.db-shm, mapped by every connection) to 30 MB of each
-        process's RSS. TRUNCATE waits for the readers (a few ms) holding the writer lock, so writers in
-        both processes wait on that lock, not in SQLite's stepped busy sleeps, and empties the file.
+        process's RSS. RESTART waits for the readers (a few ms) holding the writer lock, so writers in
+        both processes wait on that lock, not in SQLite's stepped busy sleeps; the next write starts the
+        WAL over from its beginning, and the file is reused at the size it reached (bounded by the
+        threshold and what arrives between two checkpoints: about 100 MB at 5,000 readings/s).
+
+        Not TRUNCATE, which also cuts the file to nothing: freeing and then growing again some 70 MB of
+        file held the writer lock for 70 to 155 ms (RESTART: 11 to 28 ms), every 2.5 s at the
+        benchmark's 5,000 readings/s, and every reading kept meanwhile waited for it; that was the alert
+        latency's tail (bench machine, 2026-12-03; README, Benchmark).
         """
         try:
             _, frames, _ = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
             if frames > _WAL_RESTART_FRAMES:
                 with self._writing:
-                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                    self._db.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot checkpoint the spool: {exc}") from exc
 
