@@ -606,9 +606,8 @@ _PLAIN_UPLOAD: Final = re.compile(
 )
 """A data upload as stations send it: the header fields in the standard's order, CP opening with DataTime.
 The items after DataTime are left to `_PLAIN_ITEM`."""
-_NUMBER_TEXT: Final = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"  # _NUMBER, on ASCII text
-_PLAIN_ITEM: Final = re.compile(
-    rf"[;,]([A-Za-z0-9]+)-(?:({'|'.join(_NUMERIC_SUFFIXES)})=({_NUMBER_TEXT})|Flag=([^;,=&]+))|(?s:(.))"
+_PLAIN_ITEM: Final = re.compile(  # a number is _NUMBER's shape, its digits ASCII as the segment's are
+    rf"[;,]([A-Za-z0-9]+)-(?:({'|'.join(_NUMERIC_SUFFIXES)})=((?a:{_NUMBER.pattern}))|Flag=([^;,=&]+))|(?s:(.))"
 )
 """One item of the plain shape: a code of letters and digits, then a number with a numeric suffix or a
 letter with ``-Flag``. Anything else matches the last group, one character at a time: one scan both cuts
