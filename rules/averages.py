@@ -36,6 +36,7 @@ means. ``snapshot()`` returns this state as JSON-safe values; ``restore()`` take
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Collection, Container, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -353,8 +354,8 @@ class StationAverages:
 
 def _series_state(series: _Series) -> dict[str, Any]:
     return {
-        "open": {h.isoformat(): [s.total, s.count, s.minutes] for h, s in series.open.items()},
-        "means": {h.isoformat(): mean for h, mean in series.means.items()},
+        "open": {_hour_iso(h): [s.total, s.count, s.minutes] for h, s in series.open.items()},
+        "means": {_hour_iso(h): mean for h, mean in series.means.items()},
         "day": _day_state(series.day),
         "mda8": _day_state(series.mda8),
     }
@@ -387,6 +388,13 @@ def _hour(ts: datetime) -> datetime:
 def _aware(ts: datetime) -> None:
     if ts.tzinfo is None or ts.utcoffset() is None:
         raise ValueError(f"timestamps must be timezone-aware, not {ts!r}")
+
+
+@functools.lru_cache(maxsize=64)
+def _hour_iso(hour: datetime) -> str:
+    """An hour's start in ISO 8601, remembered: every station's series hold the same few hours, and
+    formatting them was half of a snapshot's time (25,500 calls for a day of 500 stations)."""
+    return hour.isoformat()
 
 
 def _iso(ts: datetime | None) -> str | None:

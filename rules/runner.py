@@ -7,9 +7,7 @@ did not change is carried over a reload and a restart (saved every `save_every_s
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import queue
 import threading
 import time
@@ -23,6 +21,7 @@ from ingest.errors import ConfigError
 from rules.config import Park, RulesFile, compile_rules, fingerprints, load_rules
 from rules.engine import RuleEngine
 from rules.signals import SignalSink
+from rules.state_file import StateFile
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +41,7 @@ class RulesRunner:
     ) -> None:
         self._path = rules_path
         self._park = park
-        self._state_path = state_path
+        self._state = StateFile(state_path)
         self._tick_s = tick_s
         self._save_every = save_every_s
         self._now = now
@@ -96,7 +95,8 @@ class RulesRunner:
         self._put(None)
         if self._thread is not None:
             self._thread.join(timeout=30)
-        self._save_state()
+        self._save_state(now=True)
+        self._state.close()
 
     def _run(self) -> None:
         next_tick = next_save = time.monotonic()
@@ -169,23 +169,23 @@ class RulesRunner:
 
     # --- state ----------------------------------------------------------------------------------------
 
-    def _save_state(self) -> None:
-        state = {"fingerprints": fingerprints(self._file), "engine": self.engine.snapshot()}
-        tmp = self._state_path.with_suffix(".tmp")
-        self._state_path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("w", encoding="utf-8") as fh:
-            json.dump(state, fh, ensure_ascii=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self._state_path)
+    def _snapshot(self) -> dict[str, Any]:
+        return {"fingerprints": fingerprints(self._file), "engine": self.engine.snapshot()}
+
+    def _save_state(self, *, now: bool = False) -> None:
+        """Snapshot and encode here; the disk is the state file's writer thread's (rules/state_file.py),
+        unless `now` (at stop). A state that cannot be saved is logged: the rules go on without it."""
+        try:
+            if now:
+                self._state.save(self._snapshot())
+            else:
+                self._state.save_later(self._snapshot())
+        except Exception:
+            log.exception("cannot save the rule state; the rules go on, the next save tries again")
 
     def _load_state(self) -> None:
-        try:
-            state: dict[str, Any] = json.loads(self._state_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as exc:
-            log.warning("rule state %s unreadable, starting fresh: %s", self._state_path, exc)
+        state = self._state.load()
+        if state is None:
             return
         saved = state.get("fingerprints", {})
         unchanged = {n for n, f in fingerprints(self._file).items() if saved.get(n) == f}

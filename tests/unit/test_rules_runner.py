@@ -67,6 +67,27 @@ class TestRunner:
         assert eventually(lambda: [s.state for s in sink2.signals] == ["firing"])
         r2.stop()
 
+    def test_state_is_saved_while_running_not_only_at_stop(self, tmp_path: Path) -> None:
+        """A crash loses at most `save_every_s` of rule state: the file is written while the rules run."""
+        sink = RecordingSink()
+        r = runner(tmp_path, sink, for_s=300)
+        r.start()
+        r.feed([decoded(0, 80)])
+        assert eventually(lambda: '"since"' in _text(tmp_path / "state.json"))
+        r.stop()
+
+    def test_a_state_that_cannot_be_saved_does_not_stop_the_rules(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        sink = RecordingSink()
+        r = runner(tmp_path, sink)
+        r.engine.snapshot = lambda: {"x": object()}  # type: ignore[method-assign]  # not JSON
+        r.start()
+        assert eventually(lambda: "cannot save the rule state" in caplog.text)
+        r.feed([decoded(0, 80)])
+        assert eventually(lambda: len(sink.signals) == 1)
+        r.stop()
+
     def test_a_changed_file_is_reloaded_and_a_bad_one_keeps_the_old_rules(self, tmp_path: Path) -> None:
         """Editing the file swaps the rules; a broken edit is refused and the running rules stay."""
         sink = RecordingSink()
@@ -124,3 +145,10 @@ class TestBackPressure:
         gate.set()
         assert fed.wait(5)
         r.stop()
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""

@@ -1,0 +1,151 @@
+"""Where the rules' state waits out a restart: one JSON file, replaced atomically (temporary file, fsync,
+rename), so a crash leaves the last complete state, never half of one.
+
+The rules thread saves every `save_every_s` (rules/runner.py). With a day of averages for 500 stations the
+state is about 1.5 MB, and a save done on the rules thread held it 260 - 390 ms (snapshot 70 - 120 ms,
+encoding 30 - 70 ms, writing and fsync the rest; `bench/save_state.py`): every alert raised meanwhile
+waited, and the ingest side behind it. So the rules thread only takes the snapshot and encodes it (the
+text is the copy: the rules go on changing their state at once); writing and fsync happen on this
+module's writer thread, which releases the GIL while it waits for the disk. The latest state wins: one
+that arrives while an older one waits to be written replaces it. Encoding goes piece by piece (a station's
+averages, a rule), so no single C call holds the GIL for the whole state.
+
+A save that fails (disk full, no permission) is logged and tried again with the next state; the rules
+keep running without it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+_NESTED_DEPTH = 4  # dict levels encoded one member at a time: {"engine": {"rules": {name: {station: ...}}}}
+
+
+def encode(state: Mapping[str, Any], *, depth: int = _NESTED_DEPTH) -> str:
+    """`json.dumps(state, ensure_ascii=False)`, up to key order and spacing, built from small pieces: the
+    members of dicts nested up to `depth` levels are encoded one at a time."""
+    parts: list[str] = []
+    _encode_into(parts, state, depth)
+    return "".join(parts)
+
+
+def _encode_into(parts: list[str], value: Any, depth: int) -> None:
+    if depth <= 0 or not isinstance(value, dict) or not value or not all(isinstance(k, str) for k in value):
+        parts.append(json.dumps(value, ensure_ascii=False))  # json's own way with other keys, NaN, ...
+        return
+    sep = "{"
+    for key, member in value.items():
+        parts.append(sep + json.dumps(key, ensure_ascii=False) + ":")
+        _encode_into(parts, member, depth - 1)
+        sep = ","
+    parts.append("}")
+
+
+class StateFile:
+    """The rules' state file: `load` at start, `save_later` while running, `save` (and `close`) at stop."""
+
+    def __init__(self, path: Path, *, fsync: Callable[[int], None] = os.fsync) -> None:
+        self._path = path
+        self._fsync = fsync
+        self._cond = threading.Condition()
+        self._pending: str | None = None
+        self._writing = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state; None if there is none or it cannot be read (logged: the rules start fresh)."""
+        try:
+            state = json.loads(self._path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("rule state %s unreadable, starting fresh: %s", self._path, exc)
+            return None
+        if not isinstance(state, dict):
+            log.warning("rule state %s is not a JSON object, starting fresh", self._path)
+            return None
+        return state
+
+    def save_later(self, state: Mapping[str, Any]) -> None:
+        """Encode `state` now (the caller may change its parts as soon as this returns) and write it on the
+        writer thread; replaces a state still waiting to be written."""
+        text = encode(state)
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the state file is closed")
+            self._pending = text
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="rules-state", daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def save(self, state: Mapping[str, Any]) -> bool:
+        """Write `state` now, on this thread, after any state still waiting (which it supersedes). True if
+        it was written."""
+        text = encode(state)
+        with self._cond:
+            self._pending = None
+            while self._writing:
+                self._cond.wait()
+            self._writing = True
+        try:
+            return self._write(text)
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until no state waits to be written; False if `timeout` passed first."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._pending is None and not self._writing, timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what waits, then stop the writer thread."""
+        self.flush(timeout)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: (self._pending is not None and not self._writing) or self._closed)
+                if self._pending is None:
+                    return  # closed, nothing waiting
+                text, self._pending, self._writing = self._pending, None, True
+            try:
+                self._write(text)
+            finally:
+                with self._cond:
+                    self._writing = False
+                    self._cond.notify_all()
+
+    def _write(self, text: str) -> bool:
+        tmp = self._path.with_suffix(".tmp")
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            with tmp.open("w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                self._fsync(fh.fileno())
+            os.replace(tmp, self._path)
+            return True
+        except OSError as exc:
+            log.error("cannot save the rule state to %s (%s); the rules go on, the next save tries again",
+                      self._path, exc)
+            return False
