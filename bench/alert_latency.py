@@ -43,9 +43,11 @@ from bench.env import (
     service_config,
     spool_counters,
 )
-from bench.traffic import BoundedPublisher, json_payload, now_ms, values_for
+from bench.save_state import running_state
+from bench.traffic import BoundedPublisher, json_payload, now_ms, station_id, values_for
 
 STATION = "AL0001"
+LOAD_PREFIX = "LD"
 NOTIFY_TIMEOUT_S = 10.0
 MAX_MISSED_IN_A_ROW = 5
 WARMUP_S = 3.0
@@ -126,7 +128,7 @@ def percentile(values: list[float], q: float) -> float:
 def background_load(port: int, rate: float, stations: int) -> Iterator[dict[str, Any]]:
     """The load generator as a child process; yields a dict that holds its report once it stopped."""
     proc = subprocess.Popen([PYTHON, "-m", "bench.loadgen", "--port", str(port), "--rate", str(rate),
-                             "--stations", str(stations), "--prefix", "LD"],
+                             "--stations", str(stations), "--prefix", LOAD_PREFIX],
                             cwd=REPO, env=child_env(), stdout=subprocess.PIPE, text=True)
     report: dict[str, Any] = {"pid": proc.pid}
     try:
@@ -145,6 +147,11 @@ def run_once(ctx: Context, run_no: int) -> dict[str, Any]:
     work = ctx.workdir(f"alerts-{run_no}")
     rules = work / "rules.toml"
     rules.write_text(rules_toml(), encoding="utf-8")
+    # The service starts with the rule state of 9 hours of its stations, as one that has been running
+    # restarts with: a fresh state is a few KB, a running one 1.5 MB, and saving it (every 30 s) is work.
+    stations = [station_id(n, LOAD_PREFIX) for n in range(sizes.load_stations)] + [STATION]
+    (work / "data").mkdir(parents=True, exist_ok=True)
+    (work / "data" / "rules_state.json").write_text(running_state(stations, datetime.now(UTC)), encoding="utf-8")
     hook = Webhook()
     alerts = {"channel": [{"type": "webhook", "name": "bench", "url": hook.url}],
               "route": [{"rules": ["pm25_high"], "channels": ["bench"], "notify": ["firing"]}]}
