@@ -1,12 +1,13 @@
 """Where the rules' state waits out a restart: one JSON file, replaced atomically (temporary file, fsync,
 rename), so a crash leaves the last complete state, never half of one.
 
-The rules thread saves every `save_every_s` (rules/runner.py). With a day of averages for 500 stations the
-state is about 1.5 MB, and a save done on the rules thread held it 260 - 390 ms (snapshot 70 - 120 ms,
-encoding 30 - 70 ms, writing and fsync the rest; `bench/save_state.py`): every alert raised meanwhile
-waited, and the ingest side behind it. So the rules thread only takes the snapshot and encodes it (the
-text is the copy: the rules go on changing their state at once); writing and fsync happen on this
-module's writer thread, which releases the GIL while it waits for the disk. The latest state wins: one
+The rules thread saves every `save_every_s` (rules/runner.py). With 9 hours of averages for 500 stations
+the state is about 1.5 MB, and a save done all on the rules thread (snapshot, `json.dump`, whose
+streaming path is the pure-Python encoder, and fsync) held it 273 - 406 ms (`python -m bench.save_state`):
+every alert raised meanwhile waited, and the ingest side behind it. So the rules thread only takes the
+snapshot and encodes it (the text is the copy: the rules go on changing their state at once), 79 - 211 ms
+on the same machine; writing and fsync happen on this module's writer thread, which releases the GIL
+while it waits for the disk. The latest state wins: one
 that arrives while an older one waits to be written replaces it. Encoding goes piece by piece (a station's
 averages, a rule), so no single C call holds the GIL for the whole state.
 
@@ -144,8 +145,17 @@ class StateFile:
                 fh.flush()
                 self._fsync(fh.fileno())
             os.replace(tmp, self._path)
+            _sync_directory(self._path.parent)  # the rename itself survives a power cut
             return True
         except OSError as exc:
             log.error("cannot save the rule state to %s (%s); the rules go on, the next save tries again",
                       self._path, exc)
             return False
+
+
+def _sync_directory(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
