@@ -23,6 +23,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from bench.env import rules_toml
+from ingest import interpreter
 from ingest.models import AirReading
 from rules.config import Park, fingerprints, load_rules
 from rules.runner import RulesRunner
@@ -70,6 +71,7 @@ def main() -> None:
         workdir = Path(tmp)
         t0 = time.perf_counter()
         runner = loaded_runner(workdir)
+        interpreter.settle()  # the collector and switch interval as the service has them
         print(f"state of {STATIONS} stations after {HOURS} h built in {time.perf_counter() - t0:.1f} s")
         held: list[float] = []
         on_disk: list[float] = []

@@ -26,12 +26,14 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
-_NESTED_DEPTH = 4  # dict levels encoded one member at a time: {"engine": {"rules": {name: {station: ...}}}}
+_NESTED_DEPTH = 4  # dict levels split into pieces: {"engine": {"rules": {name: {station: ...}}}}
+_GROUP = 64  # members of the innermost split level encoded per call (about 3 ms of GIL for 64 stations)
 
 
 def encode(state: Mapping[str, Any], *, depth: int = _NESTED_DEPTH) -> str:
-    """`json.dumps(state, ensure_ascii=False)`, up to key order and spacing, built from small pieces: the
-    members of dicts nested up to `depth` levels are encoded one at a time."""
+    """`json.dumps(state, ensure_ascii=False)`, up to spacing, built from pieces: dicts nested up to
+    `depth` levels are taken apart, and the members of the innermost of them encoded `_GROUP` at a time.
+    One call per member cost a third more than a single `json.dumps` (3,019 calls for 500 stations)."""
     parts: list[str] = []
     _encode_into(parts, state, depth)
     return "".join(parts)
@@ -40,6 +42,12 @@ def encode(state: Mapping[str, Any], *, depth: int = _NESTED_DEPTH) -> str:
 def _encode_into(parts: list[str], value: Any, depth: int) -> None:
     if depth <= 0 or not isinstance(value, dict) or not value or not all(isinstance(k, str) for k in value):
         parts.append(json.dumps(value, ensure_ascii=False))  # json's own way with other keys, NaN, ...
+        return
+    if depth == 1:
+        items = list(value.items())
+        groups = [json.dumps(dict(items[i : i + _GROUP]), ensure_ascii=False)[1:-1]
+                  for i in range(0, len(items), _GROUP)]
+        parts.append("{" + ",".join(groups) + "}")
         return
     sep = "{"
     for key, member in value.items():

@@ -46,6 +46,13 @@ class TestEncode:
         assert json.loads(text) == state
         assert json.loads(text) == json.loads(json.dumps(state, ensure_ascii=False))
 
+    def test_many_members_read_back_in_order(self) -> None:
+        """The innermost level is encoded in groups of members: none is lost or moved at the seams."""
+        state = {"engine": {"rules": {"air_quality": {f"ST{n:04d}": {"open": {"h": [n, 1, 1]}} for n in range(200)}}}}
+        text = encode(state)
+        assert json.loads(text) == state
+        assert list(json.loads(text)["engine"]["rules"]["air_quality"]) == [f"ST{n:04d}" for n in range(200)]
+
     def test_keeps_chinese_readable(self) -> None:
         assert "粤B12345" in encode({"plate": {"粤B12345": 1}})
 
