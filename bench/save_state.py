@@ -13,7 +13,6 @@ waits, and the ingest side waits behind it once the rules' one-batch queue is fu
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -25,8 +24,9 @@ from zoneinfo import ZoneInfo
 from bench.env import rules_toml
 from ingest import interpreter
 from ingest.models import AirReading
-from rules.config import Park, fingerprints, load_rules
+from rules.config import Park
 from rules.runner import RulesRunner
+from rules.state_file import encode
 
 STATIONS = 500
 HOURS = 9
@@ -54,9 +54,7 @@ def running_state(stations: Sequence[str], end: datetime) -> str:
     """The rule state file (its text) of a service that has judged the 9 hours up to `end` of `stations`:
     what the alerts part starts its service with, as a service that has been running restarts with."""
     with tempfile.TemporaryDirectory(prefix="pw-state-") as tmp:
-        runner = loaded_runner(Path(tmp), stations, end)
-        rules = fingerprints(load_rules(Path(tmp) / "rules.toml"))
-        return json.dumps({"fingerprints": rules, "engine": runner.engine.snapshot()}, ensure_ascii=False)
+        return encode(loaded_runner(Path(tmp), stations, end)._snapshot())
 
 
 def _ms(values: list[float]) -> str:

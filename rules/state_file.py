@@ -7,9 +7,9 @@ streaming path is the pure-Python encoder, and fsync) held it 273 - 406 ms (`pyt
 every alert raised meanwhile waited, and the ingest side behind it. So the rules thread only takes the
 snapshot and encodes it (the text is the copy: the rules go on changing their state at once), 79 - 211 ms
 on the same machine; writing and fsync happen on this module's writer thread, which releases the GIL
-while it waits for the disk. The latest state wins: one
-that arrives while an older one waits to be written replaces it. Encoding goes piece by piece (a station's
-averages, a rule), so no single C call holds the GIL for the whole state.
+while it waits for the disk. The latest state wins: one that arrives while an older one waits to be
+written replaces it. Encoding goes in pieces (64 stations' averages, a rule's sources), so no single C
+call holds the GIL for the whole state.
 
 A save that fails (disk full, no permission) is logged and tried again with the next state; the rules
 keep running without it.
@@ -69,10 +69,6 @@ class StateFile:
         self._closed = False
         self._thread: threading.Thread | None = None
 
-    @property
-    def path(self) -> Path:
-        return self._path
-
     def load(self) -> dict[str, Any] | None:
         """The saved state; None if there is none or it cannot be read (logged: the rules start fresh)."""
         try:
@@ -106,15 +102,9 @@ class StateFile:
         text = encode(state)
         with self._cond:
             self._pending = None
-            while self._writing:
-                self._cond.wait()
+            self._cond.wait_for(lambda: not self._writing)
             self._writing = True
-        try:
-            return self._write(text)
-        finally:
-            with self._cond:
-                self._writing = False
-                self._cond.notify_all()
+        return self._write_claimed(text)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until no state waits to be written; False if `timeout` passed first."""
@@ -137,12 +127,16 @@ class StateFile:
                 if self._pending is None:
                     return  # closed, nothing waiting
                 text, self._pending, self._writing = self._pending, None, True
-            try:
-                self._write(text)
-            finally:
-                with self._cond:
-                    self._writing = False
-                    self._cond.notify_all()
+            self._write_claimed(text)
+
+    def _write_claimed(self, text: str) -> bool:
+        """Write `text` with the writing slot claimed (`_writing`), and give the slot back."""
+        try:
+            return self._write(text)
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
 
     def _write(self, text: str) -> bool:
         tmp = self._path.with_suffix(".tmp")
