@@ -314,7 +314,7 @@ class AqiRule(BaseRule):
                       {"category": str(r.category), "primary": primary, "edition": r.edition})
 
     def snapshot(self) -> dict[str, Any]:
-        return {"since": self._since, "firing": sorted(self._firing)}
+        return {"since": dict(self._since), "firing": sorted(self._firing)}
 
     def restore(self, state: dict[str, Any]) -> None:
         self._since = {k: float(v) for k, v in state.get("since", {}).items()}

@@ -206,6 +206,7 @@ class StationAverages:
         self._series = {name: _Series() for name in pollutants}
         self._watermark: datetime | None = None  # latest event time seen
         self._closed_until: datetime | None = None  # hours starting before this are closed
+        self._closes_next = HOUR + policy.lateness  # after _closed_until: when the event time closes an hour
 
     def add(self, ts: datetime, name: str, value: float, valid: bool = True) -> tuple[Emitted, ...]:
         """Take one reading; return what it completed, or a LateReading if its hour had closed.
@@ -229,10 +230,16 @@ class StationAverages:
         self, ts: datetime, values: Mapping[str, float], invalid: Container[str] = ()
     ) -> tuple[Emitted, ...]:
         """Take every value of one reading at once (the same as `add` for each, advancing the clock once);
-        the values named in `invalid` (flagged invalid, `AirReading.invalid`) do not count."""
-        _aware(ts)
-        utc = ts.astimezone(UTC)  # once: _hour of a UTC time does not convert again
-        hour, minute = _hour(utc), utc.minute
+        the values named in `invalid` (flagged invalid, `AirReading.invalid`) do not count.
+
+        Called for every reading (the service's readings come in UTC): the hour and the clock are worked
+        out once per reading, without converting a time that is UTC already."""
+        if ts.tzinfo is UTC:
+            utc = ts
+        else:
+            _aware(ts)
+            utc = ts.astimezone(UTC)
+        hour, minute = utc.replace(minute=0, second=0, microsecond=0), utc.minute
         closed = self._closed_until is not None and hour < self._closed_until
         late: list[Emitted] = []
         for name, value in values.items():
@@ -249,16 +256,19 @@ class StationAverages:
             if bucket is None:
                 bucket = series.open[hour] = _HourSum()
             bucket.add(value, minute)
-        if self._watermark is not None and ts <= self._watermark:
+        if self._watermark is not None and utc <= self._watermark:
             return tuple(late)  # the clock did not move: nothing can have completed
-        return (*late, *self.advance(ts))
+        return (*late, *self.advance(utc))
 
     def advance(self, now: datetime) -> tuple[Statistic, ...]:
         """Move the station's event time on to `now` (if later) and return the statistics that completed."""
         _aware(now)
-        if self._watermark is None or now > self._watermark:
-            self._watermark = now.astimezone(UTC)
-        return tuple(self._close_until(_hour(self._watermark - self.policy.lateness)))
+        mark = self._watermark
+        if mark is None or now > mark:
+            mark = self._watermark = now if now.tzinfo is UTC else now.astimezone(UTC)
+        if self._closed_until is not None and mark < self._closed_until + self._closes_next:
+            return ()  # the next hour to close is still open: most readings of an hour end here
+        return tuple(self._close_until(_hour(mark - self.policy.lateness)))
 
     def _close_until(self, target: datetime) -> Iterable[Statistic]:
         hour = self._closed_until or self._earliest_open() or target

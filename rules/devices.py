@@ -82,7 +82,7 @@ class SilentRule(BaseRule):
         return Signal(self.name, device, state, at, c.severity, silent_for, c.timeout_s, en, cn, {"kind": c.kind})
 
     def snapshot(self) -> dict[str, Any]:
-        return {"last": self._last, "firing": sorted(self._firing), "started": self._started}
+        return {"last": dict(self._last), "firing": sorted(self._firing), "started": self._started}
 
     def restore(self, state: dict[str, Any]) -> None:
         self._last = {k: float(v) for k, v in state.get("last", {}).items()}

@@ -393,7 +393,7 @@ class DeniedRepeatRule(_OccurrenceRule):
         return super().tick(now)
 
     def snapshot(self) -> dict[str, Any]:
-        return {**super().snapshot(), "denied": self._denied}
+        return {**super().snapshot(), "denied": dict(self._denied)}  # the lists are replaced, never changed
 
     def restore(self, state: dict[str, Any]) -> None:
         super().restore(state)
@@ -454,7 +454,7 @@ class OverstayRule(_GateRule):
                                       "vehicle_class": p.vehicle_class or ""})]
 
     def snapshot(self) -> dict[str, Any]:
-        return {"firing": self._firing}
+        return {"firing": dict(self._firing)}
 
     def restore(self, state: dict[str, Any]) -> None:
         self._firing = {str(k): str(v) for k, v in state.get("firing", {}).items()}

@@ -31,7 +31,8 @@ class Rule(Protocol):
         ...
 
     def snapshot(self) -> dict[str, Any]:
-        """JSON-safe state, for `restore` after a restart."""
+        """JSON-safe state, for `restore` after a restart. Its containers are the snapshot's own, never the
+        rule's live ones: it is encoded on another thread while the rule goes on (rules/state_file.py)."""
         ...
 
     def restore(self, state: dict[str, Any]) -> None: ...

@@ -173,7 +173,7 @@ class RulesRunner:
         return {"fingerprints": fingerprints(self._file), "engine": self.engine.snapshot()}
 
     def _save_state(self, *, now: bool = False) -> None:
-        """Snapshot and encode here; the disk is the state file's writer thread's (rules/state_file.py),
+        """Snapshot here; encoding and the disk are the state file's writer thread's (rules/state_file.py),
         unless `now` (at stop). A state that cannot be saved is logged: the rules go on without it."""
         try:
             if now:

@@ -74,7 +74,7 @@ class FlatlineRule(_PerValueRule):
         return Signal(self.name, source, state, at, c.severity, value, c.duration_s, en, cn, {"value_name": c.value})
 
     def snapshot(self) -> dict[str, Any]:
-        return dict(self._state)
+        return {k: list(v) for k, v in self._state.items()}  # [value, since, firing] changes in place
 
     def restore(self, state: dict[str, Any]) -> None:
         self._state = {k: list(v) for k, v in state.items()}

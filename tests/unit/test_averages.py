@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -339,14 +339,18 @@ class TestSnapshot:
 
 class TestWholeReadings:
     def test_add_reading_gives_what_add_gives_per_value(self) -> None:
-        """Adding a reading's values at once completes the same statistics as adding them one by one."""
-        one, many = averages(), averages()
+        """Adding a reading's values at once completes the same statistics as adding them one by one, in
+        local time or in UTC (the service's readings, which take a shorter way)."""
+        one, many, utc = averages(), averages(), averages()
         out_one: list[Emitted] = []
         out_many: list[Emitted] = []
+        out_utc: list[Emitted] = []
         for m in range(0, 150):
             ts = DAY + m * MINUTE
             values = {"pm25": 30.0 + m % 7, "o3": 60.0, "so2": 5.0, "rh": 50.0}
             for name, value in values.items():
                 out_one += one.add(ts, name, value, valid=name != "so2")
             out_many += many.add_reading(ts, values, {"so2"})
-        assert out_one == out_many and one.snapshot() == many.snapshot()
+            out_utc += utc.add_reading(ts.astimezone(UTC), values, {"so2"})
+        assert out_one == out_many == out_utc
+        assert one.snapshot() == many.snapshot() == utc.snapshot()
