@@ -189,13 +189,13 @@ def run_once(ctx: Context, run_no: int) -> dict[str, Any]:
               "p50_ms": percentile(ms, 50), "p99_ms": percentile(ms, 99), "max_ms": max(ms), "min_ms": min(ms),
               "load_rate": load.get("rate", 0.0), "load_sent": load.get("sent", 0),
               "service_intake_rate": intake, "received": counters.get("received"),
-              "cpu_pct": cpu, "machine_busy_pct": busy, "others_cpu_pct": other,
+              "cpu_pct": cpu, "machine_busy_pct": busy, "others_cpu_pct": other, "steal_pct": others.steal_pct,
               "latencies_ms": [round(x, 2) for x in ms]}
     missed_text = f"; {missed} not notified within {NOTIFY_TIMEOUT_S:.0f} s (counted as that)" if missed else ""
     ctx.log(f"  alert latency: p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms, max "
             f"{result['max_ms']:.1f} ms over {len(ms)} crossings{missed_text}; background load "
             f"{result['load_rate']:,.0f} readings/s, the service took in {intake:,.0f}/s; cpu {cpu}; "
-            f"other work {other:.0f} %")
+            f"other work {other:.0f} %, steal {others.steal_pct:.1f} %")
     return result
 
 

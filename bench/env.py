@@ -91,19 +91,28 @@ class CpuMeter:
 
 class OthersMeter:
     """CPU that processes outside this benchmark's process tree used between `start` and `stop`, in % of one
-    core: other work on the machine during a measurement (the machine has 2 cores; 100 % is one of them)."""
+    core: other work on the machine during a measurement (the machine has 2 cores; 100 % is one of them).
+
+    `steal_pct` (after `stop`), in the same unit: time the hypervisor ran something else while this machine's
+    CPUs had work. These machines are virtual, and their speed changes over a session: the alerts part's
+    p99 doubled for the same code in phases with 1.5 - 3.7 % steal, when every process also needed more CPU
+    for the same load (2026-12-03), so the figure is kept beside each run."""
 
     def __init__(self) -> None:
         self._t0 = 0.0
         self._start: dict[int, float] = {}
+        self._steal0 = 0.0
+        self.steal_pct = 0.0
 
     def start(self) -> None:
         self._t0 = time.monotonic()
         self._start = self._others()
+        self._steal0 = _steal_s()
 
     def stop(self) -> float:
         wall = max(time.monotonic() - self._t0, 1e-9)
         now = self._others()
+        self.steal_pct = round(100 * (_steal_s() - self._steal0) / wall, 1)
         used = sum(cpu - self._start.get(pid, 0.0) for pid, cpu in now.items())
         return round(100 * used / wall, 1)
 
@@ -116,6 +125,11 @@ class OthersMeter:
             if proc.info["pid"] not in ours and times is not None:
                 out[proc.info["pid"]] = times.user + times.system
         return out
+
+
+def _steal_s() -> float:
+    """Seconds of steal over all CPUs since boot (0 where the kernel does not count it)."""
+    return float(getattr(psutil.cpu_times(), "steal", 0.0))
 
 
 def _cpu_s(pid: int) -> float:
