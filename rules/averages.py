@@ -234,11 +234,7 @@ class StationAverages:
 
         Called for every reading (the service's readings come in UTC): the hour and the clock are worked
         out once per reading, without converting a time that is UTC already."""
-        if ts.tzinfo is UTC:
-            utc = ts
-        else:
-            _aware(ts)
-            utc = ts.astimezone(UTC)
+        utc = _as_utc(ts)
         hour, minute = utc.replace(minute=0, second=0, microsecond=0), utc.minute
         closed = self._closed_until is not None and hour < self._closed_until
         late: list[Emitted] = []
@@ -258,14 +254,17 @@ class StationAverages:
             bucket.add(value, minute)
         if self._watermark is not None and utc <= self._watermark:
             return tuple(late)  # the clock did not move: nothing can have completed
-        return (*late, *self.advance(utc))
+        return (*late, *self._advance(utc))
 
     def advance(self, now: datetime) -> tuple[Statistic, ...]:
         """Move the station's event time on to `now` (if later) and return the statistics that completed."""
-        _aware(now)
+        return self._advance(_as_utc(now))
+
+    def _advance(self, now: datetime) -> tuple[Statistic, ...]:
+        """`advance` to a UTC time."""
         mark = self._watermark
         if mark is None or now > mark:
-            mark = self._watermark = now if now.tzinfo is UTC else now.astimezone(UTC)
+            mark = self._watermark = now
         if self._closed_until is not None and mark < self._closed_until + self._closes_next:
             return ()  # the next hour to close is still open: most readings of an hour end here
         return tuple(self._close_until(_hour(mark - self.policy.lateness)))
@@ -393,6 +392,14 @@ def _restore_day(state: list[Any] | None) -> _DaySum | None:
 
 def _hour(ts: datetime) -> datetime:
     return ts.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def _as_utc(ts: datetime) -> datetime:
+    """`ts` in UTC; one that is UTC already as it is (the service's are). ValueError for a naive time."""
+    if ts.tzinfo is UTC:
+        return ts
+    _aware(ts)
+    return ts.astimezone(UTC)
 
 
 def _aware(ts: datetime) -> None:
