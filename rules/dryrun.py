@@ -7,7 +7,7 @@ scenario) before deploying it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -41,9 +41,12 @@ class DryRunResult:
 
 
 def dry_run(
-    records: Iterable[Recorded], decode: DecodeSettings, rules: RulesFile, park: Park, *, tick_s: float = 5.0
+    records: Iterable[Recorded], decode: DecodeSettings, rules: RulesFile, park: Park, *, tick_s: float = 5.0,
+    after_each: Callable[[RuleEngine], object] = lambda engine: None,
 ) -> DryRunResult:
-    """Feed `records` (in time order) through the decoder and the rules; the clock is the records' time."""
+    """Feed `records` (in time order) through the decoder and the rules; the clock is the records' time.
+    `after_each` is called with the engine after each message the rules took (its state as the run goes,
+    for a test)."""
     sink = RecordingSink()
     clock: list[datetime] = []
     engine = RuleEngine(compile_rules(rules, park), sink, tz=park.tz, lateness=rules.lateness,
@@ -75,6 +78,7 @@ def dry_run(
             seen.add(decoded.key)
         if decoded.value is not None:
             engine.process(decoded.value, datetime.fromtimestamp(decoded.point.ts_ns / 1e9, record.time.tzinfo))
+        after_each(engine)
     if clock:
         engine.tick(clock[-1] + timedelta(seconds=tick_s))
     result.signals = sink.signals

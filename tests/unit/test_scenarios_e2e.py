@@ -15,9 +15,10 @@ What counts:
 
 from __future__ import annotations
 
-import contextlib
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,13 +28,10 @@ import pytest
 from config.commands import demo
 from config.compose import decode_settings, park_of
 from config.settings import settings_from_dict
-from ingest.decode import Decoder
-from ingest.errors import Rejected
-from ingest.messages import Message
-from rules.config import compile_rules, load_rules
-from rules.dryrun import dry_run
+from rules.config import load_rules
+from rules.dryrun import DryRunResult, dry_run
 from rules.engine import RuleEngine
-from rules.signals import RecordingSink, Signal
+from rules.signals import Signal
 from rules.state_file import encode
 from simulators.recording import Record
 from simulators.scenario import (
@@ -97,15 +95,22 @@ class Run:
 @cache
 def play(path: Path, start: datetime = VIRTUAL_START) -> Run:
     """Play the scenario from `start` through the example rules, with its devices as the park's."""
+    scenario, result = played(path, start)
+    end = start + timedelta(seconds=scenario.duration)
+    firing = tuple(s for s in result.signals if s.state == "firing" and s.at < end)
+    return Run(scenario, start, firing, result.rejected)
+
+
+def played(
+    path: Path, start: datetime = VIRTUAL_START, after_each: Callable[[RuleEngine], object] = lambda engine: None
+) -> tuple[Scenario, DryRunResult]:
+    """The scenario and its dry run through the example rules, with its devices as the park's."""
     scenario = load_scenario(path)
     settings = settings_from_dict({"park": {"stations": [s.id for s in scenario.stations],
                                             "gates": [g.id for g in scenario.gates]}}, {})
     records = scenario_records(scenario, park=settings.park.id, tz=settings.park.tz, start=start)
-    result = dry_run(once(records), decode_settings(settings), load_rules(RULES), park_of(settings),
-                     tick_s=settings.rules.tick_s)
-    end = start + timedelta(seconds=scenario.duration)
-    firing = tuple(s for s in result.signals if s.state == "firing" and s.at < end)
-    return Run(scenario, start, firing, result.rejected)
+    return scenario, dry_run(once(records), decode_settings(settings), load_rules(RULES), park_of(settings),
+                             tick_s=settings.rules.tick_s, after_each=after_each)
 
 
 def once(records: list[Record]) -> list[Record]:
@@ -192,27 +197,15 @@ class TestRuleStateSnapshots:
         it while the rules go on (rules/state_file.py): so no rule may put its live containers in a snapshot
         (rules/interfaces.py). The demo (395 messages) through every kind of rule of the example rules,
         snapshotted every 10 messages: each snapshot, encoded at the end, is what it was when taken."""
-        scenario = load_scenario(DEMO)
-        settings = settings_from_dict({"park": {"stations": [s.id for s in scenario.stations],
-                                                "gates": [g.id for g in scenario.gates]}}, {})
-        rules, park = load_rules(RULES), park_of(settings)
-        records = once(scenario_records(scenario, park=settings.park.id, tz=settings.park.tz, start=VIRTUAL_START))
-        clock = [VIRTUAL_START]
-        engine = RuleEngine(compile_rules(rules, park), RecordingSink(), tz=park.tz, lateness=rules.lateness,
-                            maintenance=rules.maintenance, now=lambda: clock[0])
-        decoder = Decoder(decode_settings(settings), lambda: int(clock[0].timestamp() * 1e9))
         taken: list[tuple[dict[str, Any], str]] = []
-        for n, record in enumerate(records):
-            clock[0] = record.time
-            with contextlib.suppress(Rejected):
-                decoded = decoder.decode(Message(record.topic, record.payload, int(record.time.timestamp() * 1e9)))
-                if decoded.value is not None:
-                    engine.process(decoded.value, datetime.fromtimestamp(decoded.point.ts_ns / 1e9, UTC))
-            if n % 5 == 0:
-                engine.tick(record.time)
-            if n % 10 == 0:
+        seen = itertools.count()
+
+        def take(engine: RuleEngine) -> None:
+            if next(seen) % 10 == 0:
                 snapshot = engine.snapshot()
                 taken.append((snapshot, encode(snapshot)))
+
+        played(DEMO, after_each=take)
         assert len(taken) > 30
         changed = [i for i, (snapshot, text) in enumerate(taken) if encode(snapshot) != text]
         assert changed == []
