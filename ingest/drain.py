@@ -130,7 +130,7 @@ class Drainer:
         if not rows or self._preparing is None:
             return None
         try:
-            return self._preparing.prepare([r.point for r in rows])
+            return self._preparing.prepare([r.data for r in rows])  # as the spool holds them: no Points
         except StoreError:
             return None
 

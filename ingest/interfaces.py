@@ -33,14 +33,15 @@ class Store(Protocol):
 @runtime_checkable
 class PreparingStore(Store, Protocol):
     """A store that sends a batch in a wire form (line protocol) may offer its two steps apart:
-    ``write(points)`` is ``write_prepared(prepare(points))``. The drainer then prepares the next batch
-    while the current one is sent (encoding took about as long as InfluxDB took to write).
+    ``write(points)`` is ``write_prepared(prepare([p.to_bytes() for p in points]))``. The drainer then
+    prepares the next batch while the current one is sent (encoding took about as long as InfluxDB took to
+    write), and from the points as the spool holds them (`Point.to_bytes`), without building Points.
 
     ``prepare`` raises ``StoreError(retryable=False)`` for a point the wire form cannot carry; the drainer
     then writes that batch with ``write``, which finds the bad point as usual.
     """
 
-    def prepare(self, points: Sequence[Point]) -> bytes: ...
+    def prepare(self, spooled: Sequence[bytes]) -> bytes: ...
 
     def write_prepared(self, body: bytes) -> None: ...
 

@@ -100,8 +100,13 @@ class Row(NamedTuple):
 
     id: int
     topic: str
-    point: Point
+    data: bytes  # the point in the spool's form (`Point.to_bytes`): a PreparingStore encodes straight from it
     counted: bool = True  # False for derived points (alert changes, averages): not messages received
+
+    @property
+    def point(self) -> Point:
+        """The point, decoded on each use (the drainer's prepared batches never need it)."""
+        return Point.from_bytes(self.data)
 
 
 class SpoolDb:
@@ -236,8 +241,7 @@ class SpoolDb:
                                     (after, limit)).fetchall()
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot read spool: {exc}") from exc
-        from_bytes = Point.from_bytes
-        return [Row(i, t, from_bytes(p), c == 1) for i, t, p, c in rows]
+        return [Row(i, t, p, c == 1) for i, t, p, c in rows]
 
     def release(self, rows: Sequence[Row], failed: Iterable[tuple[Row, DeadLetter]] = ()) -> None:
         """The store has taken `rows` except `failed` (dead-lettered): forget them, count them."""

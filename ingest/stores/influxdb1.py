@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 import urllib3
 
 from ingest.errors import StoreError
-from ingest.points import Point
+from ingest.points import Point, spooled_lines
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +62,14 @@ class InfluxDB1Store:
 
     def write(self, points: Sequence[Point]) -> None:
         """POST the batch as line protocol (ns precision); StoreError if the server does not take it."""
-        if points:
-            self.write_prepared(self.prepare(points))
+        if points:  # in the spool's form, as the drainer prepares nearly every batch (one encoder)
+            self.write_prepared(self.prepare([p.to_bytes() for p in points]))
 
-    def prepare(self, points: Sequence[Point]) -> bytes:
-        """The batch as the body of a write (PreparingStore); StoreError for a point it cannot carry."""
+    def prepare(self, spooled: Sequence[bytes]) -> bytes:
+        """The body of a write of points given in the spool's form (PreparingStore); StoreError for a point
+        it cannot carry."""
         try:
-            return "\n".join(p.to_line() for p in points).encode()
+            return "\n".join(spooled_lines(spooled)).encode()
         except ValueError as exc:
             raise StoreError(f"InfluxDB {self.base_url}: {exc}", retryable=False) from exc
 

@@ -25,7 +25,7 @@ from influxdb_client.client.write_api import SYNCHRONOUS, WriteApi
 from influxdb_client.rest import ApiException
 
 from ingest.errors import StoreError
-from ingest.points import Point
+from ingest.points import Point, spooled_lines
 
 _NOT_ABOUT_CONTENT = frozenset({401, 403, 404, 408, 429})
 _MAX_ERROR_TEXT = 500
@@ -49,15 +49,16 @@ class InfluxDB2Store:
 
     def write(self, points: Sequence[Point]) -> None:
         """Write the batch (ns precision) and wait for the server's answer; StoreError if it refuses."""
-        if points:
-            self.write_prepared(self.prepare(points))
+        if points:  # in the spool's form, as the drainer prepares nearly every batch (one encoder)
+            self.write_prepared(self.prepare([p.to_bytes() for p in points]))
 
-    def prepare(self, points: Sequence[Point]) -> bytes:
-        """The batch as the body of a write (PreparingStore); StoreError for a point it cannot carry."""
+    def prepare(self, spooled: Sequence[bytes]) -> bytes:
+        """The body of a write of points given in the spool's form (PreparingStore); StoreError for a point
+        it cannot carry."""
         try:
             # VictoriaMetrics splits the body at every newline, even inside quotes, and skips the broken
             # lines while answering 204: a newline in a string field goes as the two characters \n.
-            return "\n".join(p.to_line(escape_newlines=True) for p in points).encode()
+            return "\n".join(spooled_lines(spooled, escape_newlines=True)).encode()
         except ValueError as exc:
             raise StoreError(f"InfluxDB {self.url}: {exc}", retryable=False) from exc
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from ingest.points import Point, check_name, escape_key, escape_measurement, format_field
+from ingest.points import Point, check_name, escape_key, escape_measurement, format_field, spooled_lines
 
 PLATE = "粤R·A1234"
 
@@ -165,3 +165,55 @@ class TestSpoolForm:
 
         with pytest.raises(ValueError, match="format"):
             Point.from_bytes(b"\x02junk")
+
+
+class TestLinesFromTheSpoolsForm:
+    """`spooled_lines` writes points as the spool holds them, for the drainer: the same text as `to_line`."""
+
+    @pytest.mark.parametrize(
+        "fields",
+        [
+            {"pm25": 35.2, "pm10": 40.0, "co": 0.6, "o3": 1e-7, "big": 1.5e300, "neg": -0.0},
+            {"f": 1.0, "i": 1, "b": True, "s": 'say "hi"\\'},
+            {"pm25": 35.2, "pm25_flag": "D"},
+            {"a b": 1.0, "c,d": 2.0, "e=f": 3.0, "p%r": 4.0, "%d": 5.0, "%%": 6.0},
+            {"huge": 1e308, "huger": 1e308},  # finite, though their sum is not
+            {"i": 2**63 - 1},
+        ],
+    )
+    def test_same_text_as_to_line(self, fields: dict[str, object]) -> None:
+        """Floats, every other type, escaped keys, a '%' in a key, sums that overflow: text equal to
+        to_line's."""
+        points = [
+            point(fields=fields),
+            point(tags={"station": "S 1", "park": "a,b", "empty": "", "plate": PLATE}, fields=fields),
+            point(measurement="m x", tags={}, fields=fields, ts_ns=-1),
+        ]
+        assert spooled_lines([p.to_bytes() for p in points]) == [p.to_line() for p in points]
+
+    def test_newlines_in_text_as_asked(self) -> None:
+        """A newline in a string field is kept raw or escaped, as to_line's `escape_newlines` says."""
+        p = point(fields={"note": "a\nb"})
+        assert spooled_lines([p.to_bytes()]) == [p.to_line()]
+        assert spooled_lines([p.to_bytes()], escape_newlines=True) == [p.to_line(escape_newlines=True)]
+
+    @pytest.mark.parametrize(
+        ("fields", "error"),
+        [
+            ({"pm25": math.nan}, "not finite"),
+            ({"pm25": 1.0, "pm10": math.inf}, "not finite"),
+            ({"pm25": -math.inf}, "not finite"),
+            ({}, "no fields"),
+            ({"i": 2**63}, "outside int64"),
+            ({"bad\nkey": 1.0}, "newline"),
+        ],
+    )
+    def test_what_line_protocol_cannot_carry_is_refused(self, fields: dict[str, object], error: str) -> None:
+        """A point line protocol cannot carry raises the ValueError to_line raises."""
+        with pytest.raises(ValueError, match=error):
+            spooled_lines([point().to_bytes(), point(fields=fields).to_bytes()])
+
+    def test_unknown_format_is_refused(self) -> None:
+        """Bytes of another format are refused, not misread."""
+        with pytest.raises(ValueError, match="format"):
+            spooled_lines([b"\x02junk"])
