@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from ingest.decode import Decoded
 from ingest.drain import Drainer, DrainSettings
-from ingest.errors import StoreError
+from ingest.errors import SpoolError, StoreError
+from ingest.messages import DeadLetter
 from ingest.points import Point
 from ingest.retry import RetryPolicy
 from ingest.spool import Row, SpoolDb
@@ -242,3 +243,48 @@ class TestReadingAhead:
         drainer.run()
         assert store.batches[-2:] == [[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0]]
         assert spool.counters()["in_spool"] == 0
+
+
+class TestReleasingBehind:
+    def test_a_stored_batch_is_released_while_the_next_one_is_written(self, tmp_path: Path,
+                                                                      spool: SpoolDb) -> None:
+        """The release of the first batch only returns once the second batch's write has begun: a drainer
+        that released before writing on would never get there. Every point is still counted once."""
+        second_write = threading.Event()
+
+        class WaitingSpool(SpoolDb):
+            def release(self, rows: Sequence[Row], failed: Iterable[tuple[Row, DeadLetter]] = ()) -> None:
+                if rows[0].point.fields["v"] == 0.0:
+                    assert second_write.wait(5), "the second batch was not written during the first release"
+                super().release(rows, failed)
+
+        class SignallingStore(RecordingStore):
+            def write(self, points: Sequence[Point]) -> None:
+                if points[0].fields["v"] == 4.0:
+                    second_write.set()
+                super().write(points)
+
+        keep(spool, 8)
+        store = SignallingStore()
+        drainer = Drainer(WaitingSpool(tmp_path / "s.db").open(), store, DrainSettings(batch_size=4))
+        drainer.stop()
+        drainer.run()
+        assert store.batches == [[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0]]
+        counters = spool.counters()
+        assert (counters["stored"], counters["in_spool"]) == (8, 0)
+
+    def test_a_release_that_fails_stops_the_drainer_with_its_error(self, tmp_path: Path, spool: SpoolDb) -> None:
+        """A spool that cannot release a stored batch is not ignored on the release's thread: run raises
+        its SpoolError, and the rows stay in the spool for the next run (writing them again is harmless)."""
+
+        class BrokenSpool(SpoolDb):
+            def release(self, rows: Sequence[Row], failed: Iterable[tuple[Row, DeadLetter]] = ()) -> None:
+                raise SpoolError("disk I/O error")
+
+        keep(spool, 8)
+        store = RecordingStore()
+        drainer = Drainer(BrokenSpool(tmp_path / "s.db").open(), store, DrainSettings(batch_size=4))
+        drainer.stop()
+        with pytest.raises(SpoolError, match="disk I/O error"):
+            drainer.run()
+        assert spool.counters()["in_spool"] == 8
