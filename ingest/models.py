@@ -141,6 +141,24 @@ FlagLetter = Annotated[str, Strict(), AfterValidator(_flag)]
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its class, its fields and which of them were given: every new value crosses the pipe
+        from the ingest worker to the service pickled (ingest/worker.py), and pydantic's own form (its
+        `__getstate__` and `__setstate__`, in Python) took twice as long to dump and to load. Loading does not
+        validate again: only for values this program made, never for bytes from outside."""
+        return _restored, (type(self), self.__dict__, self.__pydantic_fields_set__)
+
+
+def _restored(cls: type[_Frozen], fields: dict[str, Any], fields_set: set[str]) -> _Frozen:
+    """The model `_Frozen.__reduce__` took apart, put back as it was (pydantic's `__setstate__`, in one step)."""
+    model = cls.__new__(cls)
+    put = object.__setattr__  # a frozen model refuses its own __setattr__
+    put(model, "__dict__", fields)
+    put(model, "__pydantic_fields_set__", fields_set)
+    put(model, "__pydantic_extra__", None)  # extra="ignore": never any
+    put(model, "__pydantic_private__", None)  # no private attributes
+    return model
+
 
 class AirReading(_Frozen):
     """One air-quality reading of one station (contract §2)."""
