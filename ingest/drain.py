@@ -109,8 +109,8 @@ class Drainer:
                 last_id = rows[-1].id
                 pending = read(last_id)  # the next batch, while this one is written
                 while (failed := self._write(rows, body)) is None:
-                    _finish(released)  # the spool's connection is the checkpoint's now
-                    released = None
+                    previous, released = released, None
+                    _finish(previous)  # the spool's connection is the checkpoint's now
                     self._spool.checkpoint()  # during an outage the WAL keeps growing: fold it in while waiting
                     stop_at = deadline() if self._stop.is_set() else None
                     pause = self._s.retry.delay(attempt)
@@ -120,10 +120,11 @@ class Drainer:
                         return
                     self._stop.wait(pause) if not self._stop.is_set() else time.sleep(pause)
                 attempt = 0
-                _finish(released)  # one release at a time, in order: a failed one raises here
+                previous, released = released, None
+                _finish(previous)  # one release at a time, in order: a failed one raises here
                 released = release(rows, failed)
         finally:
-            _finish(released)
+            _finish(released)  # the last batch's release, unless one that failed is what raised
 
     def _next_batch(self, reader: SpoolDb, after: int) -> _Batch:
         # Wait for a full batch or the flush interval, unless the last read found a full batch (a backlog:

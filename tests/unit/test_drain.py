@@ -150,6 +150,16 @@ class RecordingStore(MemoryStore):
         super().write(points)
 
 
+def drain_in_two_batches(tmp_path: Path, spool: SpoolDb, spool_class: type[SpoolDb], store: RecordingStore) -> None:
+    """Keep 8 points and drain them, stopped, in batches of 4 through a `spool_class` connection into
+    `store`: both batches reach it, in order."""
+    keep(spool, 8)
+    drainer = Drainer(spool_class(tmp_path / "s.db").open(), store, DrainSettings(batch_size=4))
+    drainer.stop()
+    drainer.run()
+    assert store.batches == [[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0]]
+
+
 class TestReadingAhead:
     def test_the_next_batch_is_read_while_the_current_one_is_written(self, tmp_path: Path,
                                                                      spool: SpoolDb) -> None:
@@ -170,12 +180,7 @@ class TestReadingAhead:
                     assert second_read.wait(5), "the second batch was not read during the first write"
                 super().write(points)
 
-        keep(spool, 8)
-        store = WaitingStore()
-        drainer = Drainer(SignallingSpool(tmp_path / "s.db").open(), store, DrainSettings(batch_size=4))
-        drainer.stop()
-        drainer.run()
-        assert store.batches == [[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0]]
+        drain_in_two_batches(tmp_path, spool, SignallingSpool, WaitingStore())
 
     def test_no_more_than_one_batch_is_read_ahead(self, tmp_path: Path, spool: SpoolDb) -> None:
         """While a write hangs, the drainer holds that batch and the next one, and reads no further."""
@@ -264,12 +269,7 @@ class TestReleasingBehind:
                     second_write.set()
                 super().write(points)
 
-        keep(spool, 8)
-        store = SignallingStore()
-        drainer = Drainer(WaitingSpool(tmp_path / "s.db").open(), store, DrainSettings(batch_size=4))
-        drainer.stop()
-        drainer.run()
-        assert store.batches == [[0.0, 1.0, 2.0, 3.0], [4.0, 5.0, 6.0, 7.0]]
+        drain_in_two_batches(tmp_path, spool, WaitingSpool, SignallingStore())
         counters = spool.counters()
         assert (counters["stored"], counters["in_spool"]) == (8, 0)
 
