@@ -172,7 +172,9 @@ class Drainer:
         """Write rows; on a permanent error split in halves. Transient errors propagate (retry all later)."""
         started = time.perf_counter()
         try:
-            if body is not None and self._preparing is not None:
+            if self._preparing is not None:  # from the spool's bytes, not Points turned back into them
+                if body is None:
+                    body = self._preparing.prepare([r.data for r in rows])
                 self._preparing.write_prepared(body)
             else:
                 self._store.write([r.point for r in rows])

@@ -13,7 +13,7 @@ from ingest.decode import Decoded
 from ingest.drain import Drainer, DrainSettings
 from ingest.errors import SpoolError, StoreError
 from ingest.messages import DeadLetter
-from ingest.points import Point
+from ingest.points import Point, spooled_lines
 from ingest.retry import RetryPolicy
 from ingest.spool import Row, SpoolDb
 from ingest.stores.memory import MemoryStore
@@ -126,6 +126,33 @@ class TestFailures:
         (record,) = [r for _, r, _ in spool.outbox(10)]
         assert '"code": "store_rejected"' in record and '"topic": "park/demo/air/A/reading"' in record
         drainer.stop()
+
+    def test_a_store_that_prepares_its_batches_is_split_the_same_way(self, tmp_path: Path,
+                                                                      spool: SpoolDb) -> None:
+        """A store that encodes batches apart from sending them (InfluxDB's) refuses a prepared batch: the
+        halves are prepared again from the spool and sent, until the bad point is found."""
+
+        class LineStore(MemoryStore):
+            def __init__(self) -> None:
+                super().__init__()
+                self.lines: list[str] = []
+
+            def prepare(self, spooled: Sequence[bytes]) -> bytes:
+                return "\n".join(spooled_lines(spooled)).encode()
+
+            def write_prepared(self, body: bytes) -> None:
+                if b" v=5.0 " in body:
+                    raise StoreError("400 field type conflict", retryable=False)
+                self.lines += body.decode().split("\n")
+
+        store = LineStore()
+        keep(spool, 8)
+        drainer = Drainer(SpoolDb(tmp_path / "s.db").open(), store, DrainSettings(batch_size=8))
+        drainer.stop()
+        drainer.run()
+        c = spool.counters()
+        assert (c["stored"], c["deadlettered"]) == (7, 1)
+        assert sorted(line.split(" ")[1] for line in store.lines) == [f"v={v}.0" for v in (0, 1, 2, 3, 4, 6, 7)]
 
     def test_stopping_drains_what_is_left(self, tmp_path: Path, spool: SpoolDb) -> None:
         """On stop, the drainer writes what is in the spool before returning."""
