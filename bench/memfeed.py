@@ -22,8 +22,11 @@ import contextlib
 import ctypes
 import ctypes.util
 import json
+import os
 import sys
+import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -80,6 +83,68 @@ def sqlite_memory() -> Callable[[], float | None]:
     return lambda: round(lib.sqlite3_memory_used() / MB, 1)
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def malloc_heap() -> Callable[[], dict[str, float] | None]:
+    """glibc's heap of this process in MB (mallinfo2): `malloc_used` held by live allocations (SQLite's
+    caches, Python's objects over 512 bytes), `malloc_free` free inside glibc's arenas but not given back
+    to the system, `malloc_mmap` in blocks mapped on their own. Python's small objects live in its own
+    arenas, outside these. Diagnostic: it tells a growing RSS that holds data from one that holds holes."""
+    try:
+        lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallinfo2 = lib.mallinfo2
+        mallinfo2.restype = _MallInfo2
+    except (OSError, AttributeError):
+        return lambda: None
+
+    def read() -> dict[str, float]:
+        info = mallinfo2()
+        return {"malloc_used": round(info.uordblks / MB, 1), "malloc_free": round(info.fordblks / MB, 1),
+                "malloc_mmap": round(info.hblkhd / MB, 1)}
+    return read
+
+
+_PYMALLOC_LINES = {"# arenas allocated current": "py_arenas", "# bytes in allocated blocks": "py_used_mb",
+                   "# bytes in available blocks": "py_free_mb"}
+
+
+def pymalloc_stats() -> dict[str, float]:
+    """Python's small-object allocator: arenas held (1 MiB each), bytes in live blocks and in free blocks of
+    its pools, from `sys._debugmallocstats`, which writes them on file descriptor 2 (so that is pointed at a
+    file for the call: a line another thread logs meanwhile lands there too)."""
+    with tempfile.TemporaryFile() as out:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        try:
+            os.dup2(out.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        out.seek(0)
+        text = out.read().decode("ascii", "replace")
+    row: dict[str, float] = {}
+    for line in text.splitlines():
+        head, _, value = line.partition("=")
+        key = _PYMALLOC_LINES.get(head.strip())
+        if key is not None:
+            number = int(value.strip().replace(",", ""))
+            row[key] = number if key == "py_arenas" else round(number / MB, 1)
+    return row
+
+
+def python_heap() -> dict[str, float]:
+    """Python's own heap: blocks allocated (thousands), its small-object arenas (`pymalloc_stats`), and, when
+    the run is traced (PYTHONTRACEMALLOC), what tracemalloc counts live, in MB."""
+    row: dict[str, float] = {"py_blocks_k": round(sys.getallocatedblocks() / 1000, 1), **pymalloc_stats()}
+    if tracemalloc.is_tracing():
+        row["traced_mb"] = round(tracemalloc.get_traced_memory()[0] / MB, 1)
+    return row
+
+
 def main(argv: list[str]) -> int:
     p: dict[str, Any] = json.loads(Path(argv[0]).read_text())
     settings = settings_from_dict(p["settings"], {})
@@ -98,6 +163,7 @@ def main(argv: list[str]) -> int:
     service.start()
     t0 = time.monotonic()
     sqlite_mb = sqlite_memory()  # of this process: the drainer's, the rules' and the counters' connections
+    heap = malloc_heap()
 
     def sample() -> dict[str, Any]:
         c = service.pipeline.counters()
@@ -106,8 +172,10 @@ def main(argv: list[str]) -> int:
                "elapsed_s": round(time.monotonic() - t0, 2), "rss_mb": round(total, 1),
                "rss_each_mb": [round(m, 1) for m in each], "sqlite_mb": sqlite_mb(), "stored": c["stored"],
                "in_spool": c["in_spool"],
-               "rules_backlog_batches": rules_backlog()}
+               "rules_backlog_batches": rules_backlog(), **(heap() or {}), **python_heap()}
         print(json.dumps(row), flush=True)
+        if tracemalloc.is_tracing():  # PYTHONTRACEMALLOC=N: a snapshot per sample, to compare them afterwards
+            tracemalloc.take_snapshot().dump(str(Path(argv[0]).parent / f"trace-{row['readings']:012d}.snapshot"))
         return row
 
     samples = [sample()]

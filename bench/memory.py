@@ -61,6 +61,9 @@ def run_once(ctx: Context, run_no: int) -> dict[str, Any]:
             else:
                 ctx.log(f"    {row['readings']:>12,} readings  sim {row['sim_s'] / 3600:5.2f} h  "
                         f"RSS {row['rss_mb']:7.1f} MB  SQLite {row.get('sqlite_mb')} MB  "
+                        f"malloc used/free {row.get('malloc_used')}/{row.get('malloc_free')} MB  "
+                        f"Python blocks {row.get('py_blocks_k')} k, arenas {row.get('py_arenas')} "
+                        f"({row.get('py_used_mb')} MB used, {row.get('py_free_mb')} MB free)  "
                         f"rules backlog {row['rules_backlog_batches']} batches  "
                         f"({row['elapsed_s']:,.0f} s, stored {row['stored']:,})")
         code = proc.wait(TIMEOUT_S)
