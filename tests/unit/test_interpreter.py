@@ -1,9 +1,11 @@
 """The interpreter settings of the service's processes: start-up heap frozen, young collections rarer, the GIL
-handed over sooner."""
+handed over sooner, the C heap kept compact."""
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import platform
 import sys
 from collections.abc import Iterator
 
@@ -55,3 +57,34 @@ def test_what_settling_changed_is_put_back_after_a_restoring_block() -> None:
         interpreter.settle()
     assert gc.get_freeze_count() == 0
     assert (gc.get_threshold(), sys.getswitchinterval()) == (threshold, interval)
+
+
+glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the C heap settings are glibc's")
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def _mapped_bytes() -> int:
+    """Bytes in blocks glibc mapped on their own (mallinfo2's hblkhd)."""
+    mallinfo2 = ctypes.CDLL(None).mallinfo2
+    mallinfo2.restype = _MallInfo2
+    return int(mallinfo2().hblkhd)
+
+
+@glibc_only
+def test_a_large_block_is_mapped_on_its_own_even_after_a_larger_one_was_freed() -> None:
+    assert interpreter.tune_malloc()
+    larger = bytearray(8 << 20)
+    del larger  # by default glibc would now serve blocks up to 8 MiB from its arenas, and keep them there
+    before = _mapped_bytes()
+    block = bytearray(1 << 20)
+    assert _mapped_bytes() - before >= 1 << 20
+    del block
+
+
+def test_the_c_heap_is_left_alone_where_the_c_library_is_not_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(platform, "libc_ver", lambda *args, **kwargs: ("", ""))
+    assert interpreter.tune_malloc() is False
