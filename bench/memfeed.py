@@ -83,28 +83,16 @@ def sqlite_memory() -> Callable[[], float | None]:
     return lambda: round(lib.sqlite3_memory_used() / MB, 1)
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
-
-
-def malloc_heap() -> Callable[[], dict[str, float] | None]:
-    """glibc's heap of this process in MB (mallinfo2): `malloc_used` held by live allocations (SQLite's
-    caches, Python's objects over 512 bytes), `malloc_free` free inside glibc's arenas but not given back
-    to the system, `malloc_mmap` in blocks mapped on their own. Python's small objects live in its own
-    arenas, outside these. Diagnostic: it tells a growing RSS that holds data from one that holds holes."""
-    try:
-        lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallinfo2 = lib.mallinfo2
-        mallinfo2.restype = _MallInfo2
-    except (OSError, AttributeError):
-        return lambda: None
-
-    def read() -> dict[str, float]:
-        info = mallinfo2()
-        return {"malloc_used": round(info.uordblks / MB, 1), "malloc_free": round(info.fordblks / MB, 1),
-                "malloc_mmap": round(info.hblkhd / MB, 1)}
-    return read
+def malloc_heap() -> dict[str, float]:
+    """glibc's heap of this process in MB (`interpreter.c_heap`): `malloc_used` held by live allocations
+    (SQLite's caches, Python's objects over 512 bytes), `malloc_free` free inside glibc's arenas but not
+    given back to the system, `malloc_mmap` in blocks mapped on their own; nothing where the C library is
+    not glibc. Python's small objects live in its own arenas, outside these. Diagnostic: it tells a growing
+    RSS that holds data from one that holds holes."""
+    heap = interpreter.c_heap()
+    if heap is None:
+        return {}
+    return {f"malloc_{'mmap' if key == 'mapped' else key}": round(size / MB, 1) for key, size in heap.items()}
 
 
 _PYMALLOC_LINES = {"# arenas allocated current": "py_arenas", "# bytes in allocated blocks": "py_used_mb",
@@ -163,7 +151,6 @@ def main(argv: list[str]) -> int:
     service.start()
     t0 = time.monotonic()
     sqlite_mb = sqlite_memory()  # of this process: the drainer's, the rules' and the counters' connections
-    heap = malloc_heap()
 
     def sample() -> dict[str, Any]:
         c = service.pipeline.counters()
@@ -172,7 +159,7 @@ def main(argv: list[str]) -> int:
                "elapsed_s": round(time.monotonic() - t0, 2), "rss_mb": round(total, 1),
                "rss_each_mb": [round(m, 1) for m in each], "sqlite_mb": sqlite_mb(), "stored": c["stored"],
                "in_spool": c["in_spool"],
-               "rules_backlog_batches": rules_backlog(), **(heap() or {}), **python_heap()}
+               "rules_backlog_batches": rules_backlog(), **malloc_heap(), **python_heap()}
         print(json.dumps(row), flush=True)
         if tracemalloc.is_tracing():  # PYTHONTRACEMALLOC=N: a snapshot per sample, to compare them afterwards
             tracemalloc.take_snapshot().dump(str(Path(argv[0]).parent / f"trace-{row['readings']:012d}.snapshot"))

@@ -40,6 +40,7 @@ import gc
 import platform
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 YOUNG_THRESHOLD = 50_000
 SWITCH_INTERVAL_S = 0.0005
@@ -64,15 +65,39 @@ def tune_malloc() -> bool:
     """Apply `MALLOC_ARENAS` and `MMAP_THRESHOLD` where the C library is glibc; whether it was applied. The
     settings last for the process (the environment's MALLOC_ARENA_MAX and MALLOC_MMAP_THRESHOLD_ do the same
     for a process that is not the service's)."""
-    if platform.libc_ver()[0] != "glibc":
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt  # the C library this process runs on
-    except (OSError, AttributeError):
+    mallopt = _glibc_function("mallopt")
+    if mallopt is None:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     return mallopt(_M_ARENA_MAX, MALLOC_ARENAS) == 1 and mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+
+def c_heap() -> dict[str, int] | None:
+    """glibc's heap of this process in bytes (mallinfo2, all arenas): `used` by live blocks, `free` inside
+    the arenas and not given back to the system, `mapped` in blocks mapped on their own; None where the C
+    library is not glibc (2.33 or later). For the benchmark and the tests, which see the settings' effect."""
+    mallinfo2 = _glibc_function("mallinfo2")
+    if mallinfo2 is None:
+        return None
+    mallinfo2.restype = _MallInfo2
+    info = mallinfo2()
+    return {"used": info.uordblks, "free": info.fordblks, "mapped": info.hblkhd}
+
+
+def _glibc_function(name: str) -> Any:
+    """A function of the C library this process runs on, where that is glibc; else None."""
+    if platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
 
 
 @contextlib.contextmanager
