@@ -277,12 +277,15 @@ class ServiceProcess:
         return self.proc.pid
 
     def processes(self) -> dict[str, int]:
-        """The service's processes by role: "service", and "worker" when it runs an ingest worker."""
+        """The service's processes by role: "service", "worker" when it runs an ingest worker, "drainer" when
+        its drainer runs in a process of its own (ingest/child.py puts the role on each child's command line)."""
         out = {"service": self.pid}
         try:
             for child in psutil.Process(self.pid).children():
-                if "ingest.worker" in " ".join(child.cmdline()):
-                    out["worker"] = child.pid
+                cmdline = child.cmdline()
+                if "ingest.child" in " ".join(cmdline):
+                    role = cmdline[-1]
+                    out[{"ingest-worker": "worker"}.get(role, role)] = child.pid
         except psutil.Error:
             pass
         return out

@@ -67,12 +67,14 @@ def run_once(ctx: Context, run_no: int) -> dict[str, Any]:
 
 
 def cpu_budget(ref: dict[str, Any], svc: dict[str, Any], log: Callable[[str], None]) -> dict[str, float]:
-    """Whether the target is within this machine's reach: the CPU every reading costs (the service and
-    its ingest worker, mosquitto and influxd together, from their kernel accounting), and how many cores the target rate
-    (75 % of the reference) would take at that cost. Above the machine's core count the target cannot be
-    met without making each reading cheaper, however the work were spread over threads or processes."""
+    """Whether the target is within this machine's reach: the CPU every reading costs (the service, its
+    ingest worker and its drainer, mosquitto and influxd together, from their kernel accounting), and how
+    many cores the target rate (75 % of the reference) would take at that cost. Above the machine's core
+    count the target cannot be met without making each reading cheaper, however the work were spread over
+    threads or processes."""
     per_reading_us = sum(svc["cpu_pct"].values()) / 100 / svc["rate"] * 1e6
-    service_us = (svc["cpu_pct"]["service"] + svc["cpu_pct"].get("worker", 0.0)) / 100 / svc["rate"] * 1e6
+    ours = ("service", "worker", "drainer")  # the service's processes (bench.env.ServiceProcess.processes)
+    service_us = sum(svc["cpu_pct"].get(name, 0.0) for name in ours) / 100 / svc["rate"] * 1e6
     ref_us = sum(ref["cpu_pct"].values()) / 100 / ref["rate"] * 1e6
     cores = 0.75 * ref["rate"] * per_reading_us / 1e6
     cpus = os.cpu_count() or 1

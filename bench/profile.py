@@ -92,13 +92,15 @@ def aggregate(raw: Path) -> dict[str, ThreadProfile]:
             continue
         parts = stack.split(";")
         processes = 0  # with --subprocesses each stack starts with its process and its parents
+        child = ""
         while parts and parts[0].startswith("process "):
-            parts, processes = parts[1:], processes + 1
+            parts, processes, child = parts[1:], processes + 1, parts[0]
         if not parts:
             continue
         tid, name = thread_of(parts[0])
         if processes > 1:
-            name = f"worker: {name}"  # a thread of the ingest worker (ingest/worker.py)
+            # a thread of a child process (ingest/child.py): the ingest worker's, or the drainer's
+            name = f"{'drainer' if 'drainer' in child else 'worker'}: {name}"
         frames = [function_of(f) for f in parts[1:]]
         prof = threads.setdefault(name, ThreadProfile(name))
         prof.tids.add(tid)

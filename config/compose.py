@@ -26,17 +26,18 @@ from config.settings import GatewaySection, Settings, parse_mqtt_url, revealed
 from ingest import hj212
 from ingest.decode import Decoder, DecodeSettings
 from ingest.drain import DrainSettings
+from ingest.drain_process import DrainerProcess, DrainerSpec
 from ingest.embedded_broker import EmbeddedBroker
 from ingest.errors import ConfigError
 from ingest.hj212_gateway import GatewayPublisher, Hj212Gateway
 from ingest.interfaces import BrokerLink, Store
 from ingest.mqtt import MqttSettings, MqttSource
-from ingest.pipeline import Pipeline, PipelineSettings
+from ingest.pipeline import RELEASE_SYNCHRONOUS, Intake, Pipeline, PipelineSettings
 from ingest.points import Point
 from ingest.retry import RetryPolicy
 from ingest.security import redact_url
 from ingest.spool import DerivedWriter
-from ingest.stores import store_from_url
+from ingest.stores import StoreFactory
 from ingest.topics import Topics
 from ingest.worker import IngestWorker, MqttSourceFactory, WorkerSpec
 from rules.config import Park
@@ -138,8 +139,9 @@ def decode_settings(settings: Settings) -> DecodeSettings:
 def build(settings: Settings, *, now_ns: Callable[[], int] = time.time_ns) -> Service:
     """Compile settings into a Service that is ready to start. Raises ConfigError; does no I/O."""
     s = settings
-    store = store_from_url(s.store_url, token=revealed(s.store.token), username=s.store.username,
-                           password=revealed(s.store.password), timeout_s=s.store.timeout_s, ca_file=s.store.ca_file)
+    store_factory = StoreFactory(s.store_url, revealed(s.store.token), s.store.username, revealed(s.store.password),
+                                 s.store.timeout_s, s.store.ca_file)
+    store = store_factory()  # also where a bad [store] is refused, before anything starts
     if s.store.retry_cap_s < s.store.retry_initial_s:
         raise ConfigError("store.retry_cap_s", "must not be below store.retry_initial_s")
     topics = Topics(s.park.id)
@@ -162,15 +164,19 @@ def build(settings: Settings, *, now_ns: Callable[[], int] = time.time_ns) -> Se
         shutdown_drain_s=s.spool.shutdown_drain_s,
     )
     source: BrokerLink
+    drainer = None
+    if s.store.drainer == "process":
+        drainer = DrainerProcess(DrainerSpec(store_factory, pipeline_settings.spool_path, pipeline_settings.drain,
+                                             RELEASE_SYNCHRONOUS))
     if s.ingest.worker == "process":
         worker = IngestWorker(WorkerSpec(MqttSourceFactory(mqtt, subscriptions(s), held_file), decode_settings(s),
                                          pipeline_settings))
-        source, pipeline = worker, Pipeline(worker, store, pipeline_settings, now_ns=now_ns)
+        source, pipeline = worker, Pipeline(worker, store, pipeline_settings, now_ns=now_ns, drainer=drainer)
     else:
         mqtt_source = MqttSource(mqtt, subscriptions(s), held_file=held_file, now_ns=now_ns)
         source = mqtt_source
-        pipeline = Pipeline.in_process(mqtt_source, Decoder(decode_settings(s), now_ns), store, pipeline_settings,
-                                       now_ns=now_ns)
+        intake = Intake(mqtt_source, Decoder(decode_settings(s), now_ns), pipeline_settings, now_ns=now_ns)
+        pipeline = Pipeline(intake, store, pipeline_settings, now_ns=now_ns, drainer=drainer)
     broker = EmbeddedBroker(s.embedded.host, s.embedded.port) if s.embedded_broker else None
     alerts = build_alerts(s, mqtt, pipeline_settings.spool_path)
     rules = build_rules(s, alerts.manager)

@@ -131,6 +131,9 @@ class StoreSection(_Section):
     timeout_s: float = Field(default=10.0, gt=0, le=600)
     retry_initial_s: float = Field(default=0.2, gt=0)
     retry_cap_s: float = Field(default=30.0, gt=0)
+    # "process": the drainer (spool -> store) in a process of its own (ingest/drain_process.py), off the GIL
+    # that the rules and the alerts need; "thread": in the service's process
+    drainer: Literal["process", "thread"] = "process"
 
 
 class SpoolSection(_Section):

@@ -3,7 +3,8 @@
     Intake:   source.take -> decode -> spool.keep (one transaction) -> source.ack -> listeners (rules)
                                             |
                                             +-> outbox -> dead-letter pump -> log + park/{park}/deadletter
-    Pipeline: an Intake (here, or in an ingest worker process: ingest/worker.py), and the drainer:
+    Pipeline: an Intake (here, or in an ingest worker process: ingest/worker.py), and the drainer (here,
+              or in a process of its own: ingest/drain_process.py):
                                        spool -> drainer -> store
 
 Threads: `ingest` (decode, keep, ack) and `deadletters` in the Intake, `drain` (spool -> store) in the
@@ -24,6 +25,7 @@ from typing import Protocol
 from ingest.deadletters import DeadLetterPump, Publisher
 from ingest.decode import Decoded, Decoder, NewValue
 from ingest.drain import Drainer, DrainSettings
+from ingest.drain_process import DrainerProcess
 from ingest.errors import Rejected, SpoolError
 from ingest.interfaces import Store
 from ingest.messages import DeadLetter, Message
@@ -222,12 +224,16 @@ class Pipeline:
 
     def __init__(
         self, intake: Receiver, store: Store, settings: PipelineSettings,
-        *, now_ns: Callable[[], int] = time.time_ns,
+        *, now_ns: Callable[[], int] = time.time_ns, drainer: DrainerProcess | None = None,
     ) -> None:
+        """The drainer runs on a thread of this process, or in the `drainer` process if one is given (then
+        `store` is the service's own copy, not written here)."""
         self._s = settings
         self.intake = intake
         self._drain_db = SpoolDb(settings.spool_path, synchronous=RELEASE_SYNCHRONOUS)
-        self.drainer = Drainer(self._drain_db, store, settings.drain, now_ns=now_ns)
+        self._process = drainer
+        self.drainer: Drainer | DrainerProcess = drainer or Drainer(self._drain_db, store, settings.drain,
+                                                                    now_ns=now_ns)
         self.intake.add_listener(lambda new: self.drainer.notify(len(new)))
         self.counters = SpoolCounters(settings.spool_path)
         self._deadline: float | None = None  # set by stop(): until when the drainer may keep writing
@@ -245,14 +251,22 @@ class Pipeline:
         self.intake.add_listener(listener)
 
     def start(self) -> None:
-        self._drain_db.open()
-        self._thread = _spawn("drain", lambda: self.drainer.run(deadline=lambda: self._deadline))
+        if self._process is not None:
+            self._process.start()
+        else:
+            drainer = self.drainer
+            assert isinstance(drainer, Drainer)
+            self._drain_db.open()
+            self._thread = _spawn("drain", lambda: drainer.run(deadline=lambda: self._deadline))
         self.intake.start()
 
     def stop(self) -> None:
         """Stop taking messages, keep and ack what was taken, flush the spool to the store, exit."""
         self._deadline = time.monotonic() + self._s.shutdown_drain_s
         self.intake.stop()
+        if self._process is not None:
+            self._process.stop_within(self._deadline - time.monotonic())
+            return
         self.drainer.stop()
         if self._thread is not None:
             self._thread.join(timeout=self._s.shutdown_drain_s + 30)

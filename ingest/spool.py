@@ -26,12 +26,14 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from ingest.decode import Decoded
 from ingest.errors import SpoolError
 from ingest.messages import DeadLetter
 from ingest.points import Point
+
+if TYPE_CHECKING:  # the drainer's process reads the spool without the decoder (pydantic and the models)
+    from ingest.decode import Decoded
 
 COUNTERS = ("received", "stored", "deadlettered", "duplicates")
 _SCHEMA = """

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
@@ -61,6 +62,23 @@ def store_from_url(
         return factory(parts, token=token, timeout_s=timeout_s, tls=tls, credentials=credentials)
     except ValueError as exc:  # from urlsplit or a factory; the text holds no password
         raise ConfigError(KEY, f"{redact_url(url)!r}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class StoreFactory:
+    """Builds the store of `[store]` (`store_from_url`'s arguments, kept): in the service's process, and in
+    the drainer's, which gets it pickled (ingest/drain_process.py). The secrets stay out of its repr."""
+
+    url: str
+    token: str | None = field(repr=False)
+    username: str | None
+    password: str | None = field(repr=False)
+    timeout_s: float
+    ca_file: str | None
+
+    def __call__(self) -> Store:
+        return store_from_url(self.url, token=self.token, username=self.username, password=self.password,
+                              timeout_s=self.timeout_s, ca_file=self.ca_file)
 
 
 def influxdb1_credentials(url: str, username: str | None, password: str | None) -> tuple[str | None, str | None]:

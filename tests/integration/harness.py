@@ -96,13 +96,13 @@ class ServiceProcess:
         return self.out_path.read_text(errors="replace") if self.out_path.exists() else ""
 
     def kill(self) -> None:
-        """SIGKILL to the service and its ingest worker together: no flush, no goodbye."""
+        """SIGKILL to the service and its children (ingest worker, drainer) together: no flush, no goodbye."""
         assert self.proc is not None
-        worker = self.worker()
+        children = self.children()
         self.proc.send_signal(signal.SIGKILL)
-        if worker is not None:
+        for child in children:
             with contextlib.suppress(psutil.NoSuchProcess):
-                worker.kill()
+                child.kill()
         self.proc.wait(10)
 
     def kill_service_only(self) -> psutil.Process:
@@ -116,13 +116,25 @@ class ServiceProcess:
 
     def worker(self) -> psutil.Process | None:
         """The service's ingest worker process (ingest/worker.py), if it has one."""
+        return self.child("ingest-worker")
+
+    def drainer(self) -> psutil.Process | None:
+        """The service's drainer process (ingest/drain_process.py), if it has one."""
+        return self.child("drainer")
+
+    def child(self, role: str) -> psutil.Process | None:
+        """The service's child process of `role` (the last word of its command line, ingest/child.py)."""
+        found = [c for c in self.children() if _cmdline(c)[-1:] == [role]]
+        return found[0] if found else None
+
+    def children(self) -> list[psutil.Process]:
+        """The service's child processes (ingest/child.py's; none once the service is gone)."""
         assert self.proc is not None
         try:
             children = psutil.Process(self.proc.pid).children()
         except psutil.NoSuchProcess:
-            return None
-        workers = [c for c in children if "ingest.worker" in " ".join(_cmdline(c))]
-        return workers[0] if workers else None
+            return []
+        return [c for c in children if "ingest.child" in " ".join(_cmdline(c))]
 
     def terminate(self, timeout: float = 60) -> dict[str, int]:
         """SIGTERM, wait for a clean exit 0, return the final counters it printed."""

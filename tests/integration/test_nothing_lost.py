@@ -111,16 +111,38 @@ class TestNothingLost:
 
         stream_with_fault(service, mosquitto, influxdb1, rate=4000, fault=crash)
 
+    def test_drainer_killed_with_sigkill_mid_stream(
+        self, service: ServiceProcess, mosquitto: MosquittoServer, influxdb1: InfluxDB1Server
+    ) -> None:
+        """The drainer alone is SIGKILLed mid-stream: the service starts another, which writes what the dead
+        one had not released; intake never stops, nothing is lost or stored twice."""
+
+        def crash(publisher: StreamPublisher) -> None:
+            publisher.wait_sent(N // 3)
+            drainer = service.drainer()
+            assert drainer is not None
+            drainer.kill()
+            assert eventually(lambda: "the drainer died" in service.log(), 10)
+            assert eventually(lambda: "the drainer started" in service.log().split("the drainer died")[1], 20)
+            replacement = service.drainer()
+            assert replacement is not None and replacement.pid != drainer.pid
+
+        stream_with_fault(service, mosquitto, influxdb1, rate=4000, fault=crash)
+
     def test_service_killed_alone_mid_stream_its_worker_leaves(
         self, service: ServiceProcess, mosquitto: MosquittoServer, influxdb1: InfluxDB1Server
     ) -> None:
         """The service's process alone is SIGKILLed: its ingest worker sees it gone, keeps and acknowledges
-        what it took, and exits (no orphan holds the session); the restarted service gets the rest."""
+        what it took, and exits (no orphan holds the session); its drainer leaves too; the restarted service
+        gets the rest."""
 
         def crash(publisher: StreamPublisher) -> None:
             publisher.wait_sent(N // 3)
+            drainer = service.drainer()
+            assert drainer is not None
             worker = service.kill_service_only()
             worker.wait(15)  # raises psutil.TimeoutExpired if the orphan stays
+            drainer.wait(15)
             publisher.wait_sent(N * 2 // 3)
             service.start()
 

@@ -50,10 +50,12 @@ def gate_event(event_id: str, ts: datetime) -> tuple[str, bytes]:
     return "park/demo/gate/G1/event", json.dumps(body, ensure_ascii=False).encode()
 
 
-def running_service(tmp_path: Path, mqtt_url: str, store_url: str, *, worker: str = "process") -> Service:
+def running_service(tmp_path: Path, mqtt_url: str, store_url: str, *, worker: str = "process",
+                    drainer: str = "process") -> Service:
     raw = {"data_dir": str(tmp_path / "data"),
            "mqtt": {"url": mqtt_url, "client_id": f"pw-{uuid.uuid4().hex[:6]}"},
-           "store": {"url": store_url, "flush_interval_s": 0.1}, "http": {"listen": "127.0.0.1:0"},
+           "store": {"url": store_url, "flush_interval_s": 0.1, "drainer": drainer},
+           "http": {"listen": "127.0.0.1:0"},
            "ingest": {"worker": worker}}
     svc = build(settings_from_dict(raw, {}))
     svc.start()
@@ -99,16 +101,18 @@ class TestEmbeddedDefault:
 
 
 class TestArrangements:
-    @pytest.mark.parametrize("worker", ["process", "thread"])
-    def test_readings_are_stored_with_the_worker_in_a_process_or_on_a_thread(
-        self, tmp_path: Path, mosquitto: MosquittoServer, influxdb1: InfluxDB1Server, worker: str
+    @pytest.mark.parametrize(("worker", "drainer"), [("process", "process"), ("thread", "process"),
+                                                    ("process", "thread"), ("thread", "thread")])
+    def test_readings_are_stored_with_the_worker_and_drainer_in_processes_or_on_threads(
+        self, tmp_path: Path, mosquitto: MosquittoServer, influxdb1: InfluxDB1Server, worker: str, drainer: str
     ) -> None:
-        """`ingest.worker`: "process" (the default) receives in an ingest worker process, "thread" in the
-        service's own process; both store every reading once and close the accounting."""
-        service = running_service(tmp_path, mosquitto.url, influxdb1.url_for("pw"), worker=worker)
+        """`ingest.worker` and `store.drainer`: "process" (the default) runs the part in a process of its own,
+        "thread" in the service's own process; every arrangement stores every reading once and closes the
+        accounting."""
+        service = running_service(tmp_path, mosquitto.url, influxdb1.url_for("pw"), worker=worker, drainer=drainer)
         try:
-            children = [" ".join(c.cmdline()) for c in psutil.Process().children()]
-            assert any("ingest.worker" in c for c in children) == (worker == "process")
+            roles = [c.cmdline()[-1] for c in psutil.Process().children() if "ingest.child" in " ".join(c.cmdline())]
+            assert ("ingest-worker" in roles, "drainer" in roles) == (worker == "process", drainer == "process")
             publish_all(mosquitto.port, [reading("ST01", i) for i in range(20)] + [reading("ST01", 3)])
             assert eventually(lambda: idle(service, 21), 15), service.pipeline.counters()
         finally:
