@@ -3,7 +3,7 @@ except that its MQTT source generates the readings itself: `stations` readings p
 `seconds` simulated seconds (event times from `seconds` ago up to now), as fast as the intake takes them.
 The source lives where the intake does: in the ingest worker process (ingest/worker.py, the default) or
 in the service's process (`ingest.worker = "thread"`). This process samples the RSS of the service, its
-worker and every other process it started, every `sample_every` readings received. It stops early (and
+worker, its drainer and every other process it started, every `sample_every` readings received. It stops early (and
 says so) if that RSS passes `rss_cap_mb`: the machine is shared, and a service that grows past ten times
 its budget has answered the question.
 
@@ -44,7 +44,8 @@ MB = 1024 * 1024
 
 
 def processes() -> list[psutil.Process]:
-    """This process and every process it started (the ingest worker, multiprocessing's resource tracker)."""
+    """This process and every process it started (the ingest worker, the drainer, multiprocessing's resource
+    tracker)."""
     me = psutil.Process()
     return [me, *me.children(recursive=True)]
 

@@ -5,8 +5,8 @@ early if the RSS passes `memory_cap_mb` (the result says how much of the day it 
 The readings go straight into the service's pipeline in a child process (bench.memfeed says why and
 how); the store is the shared InfluxDB, and a mosquitto runs for the alerts layer's MQTT link. Growth is
 the last sample minus the first sample at or after 10 % of the day (start-up and the first batches
-excluded). The RSS is that of all the service's processes together (the service, its ingest worker and
-multiprocessing's resource tracker); `peak_rss_mb` adds up their high-water marks (VmHWM).
+excluded). The RSS is that of all the service's processes together (the service, its ingest worker, its
+drainer and multiprocessing's resource tracker); `peak_rss_mb` adds up their high-water marks (VmHWM).
 """
 
 from __future__ import annotations
