@@ -102,7 +102,8 @@ def spooled_lines(spooled: Iterable[bytes], *, escape_newlines: bool = False) ->
     unmarshalled tuple, with one ``%`` of a template made once per set of field keys, instead of building
     a Point and a Row and formatting each field apart: 77,670 instructions per point of the benchmark's
     spool to read and encode before, 63,130 after (callgrind; a third of what is left is unmarshalling).
-    Any other point goes through `to_line`.
+    A point with fields of other types as well (an HJ 212 reading carries its `mn` as text) is written the
+    same way from its values formatted one by one.
     """
     loads, template_of, floats = marshal.loads, _float_fields_template, _ONLY_FLOAT
     lines: list[str] = []
@@ -116,8 +117,13 @@ def spooled_lines(spooled: Iterable[bytes], *, escape_newlines: bool = False) ->
         if total - total == 0.0:  # only floats, and all finite: their sum is finite (or overflows to inf)
             template = template_of(tuple(fields))
             append(f"{_series(measurement, tuple(tags.items()))} {template % (*values, ts_ns)}")
+        elif fields:  # other types too (an HJ 212 reading's `mn`, flags, gate events): each value formatted
+            texts = [repr(v) if type(v) is float and v - v == 0.0 else format_field(v, escape_newlines=escape_newlines)
+                     for v in values]
+            template = _text_fields_template(tuple(fields))
+            append(f"{_series(measurement, tuple(tags.items()))} {template % (*texts, ts_ns)}")
         else:
-            append(Point(measurement, tags, fields, ts_ns).to_line(escape_newlines=escape_newlines))
+            append(Point(measurement, tags, fields, ts_ns).to_line(escape_newlines=escape_newlines))  # raises
     return lines
 
 
@@ -129,6 +135,13 @@ def _float_fields_template(keys: tuple[str, ...]) -> str:
     """``k1=%r,k2=%r %d`` for these field keys, escaped (a '%' in a key doubled): repr is the float's text
     in `to_line` as well."""
     return ",".join(_field_prefix(key).replace("%", "%%") + "%r" for key in keys) + " %d"
+
+
+@functools.lru_cache(maxsize=1024)
+def _text_fields_template(keys: tuple[str, ...]) -> str:
+    """``k1=%s,k2=%s %d`` for these field keys, escaped (a '%' in a key doubled), for values already in
+    line protocol's text (`format_field`)."""
+    return ",".join(_field_prefix(key).replace("%", "%%") + "%s" for key in keys) + " %d"
 
 
 def _encode_fields(fields: Mapping[str, FieldValue]) -> dict[str, object]:

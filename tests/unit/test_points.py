@@ -176,6 +176,7 @@ class TestLinesFromTheSpoolsForm:
             {"pm25": 35.2, "pm10": 40.0, "co": 0.6, "o3": 1e-7, "big": 1.5e300, "neg": -0.0},
             {"f": 1.0, "i": 1, "b": True, "s": 'say "hi"\\'},
             {"pm25": 35.2, "pm25_flag": "D"},
+            {"pm25": 35.2, "so2": 1e-7, "mn": "010000A8900016F000169DC0"},  # an HJ 212 reading's fields
             {"a b": 1.0, "c,d": 2.0, "e=f": 3.0, "p%r": 4.0, "%d": 5.0, "%%": 6.0},
             {"huge": 1e308, "huger": 1e308},  # finite, though their sum is not
             {"i": 2**63 - 1},
@@ -203,6 +204,8 @@ class TestLinesFromTheSpoolsForm:
             ({"pm25": math.nan}, "not finite"),
             ({"pm25": 1.0, "pm10": math.inf}, "not finite"),
             ({"pm25": -math.inf}, "not finite"),
+            ({"pm25": math.nan, "mn": "010000A8900016F000169DC0"}, "not finite"),  # beside text
+            ({"mn": "x", "i": 2**63}, "outside int64"),
             ({}, "no fields"),
             ({"i": 2**63}, "outside int64"),
             ({"bad\nkey": 1.0}, "newline"),
