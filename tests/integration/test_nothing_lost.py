@@ -63,6 +63,17 @@ def stream_with_fault(
     assert_every_reading_once(influxdb1, service.terminate())
 
 
+def kill_and_see_it_replaced(service: ServiceProcess, role: str, what: str) -> None:
+    """SIGKILL the service's child of `role` (ingest/child.py) and wait until the service has started another."""
+    child = service.child(role)
+    assert child is not None
+    child.kill()
+    assert eventually(lambda: f"{what} died" in service.log(), 10)
+    assert eventually(lambda: f"{what} started" in service.log().split(f"{what} died")[1], 20)
+    replacement = service.child(role)
+    assert replacement is not None and replacement.pid != child.pid
+
+
 class TestNothingLost:
     def test_influxdb_outage_of_30s_mid_stream(
         self, service: ServiceProcess, mosquitto: MosquittoServer, influxdb1: InfluxDB1Server
@@ -101,13 +112,7 @@ class TestNothingLost:
 
         def crash(publisher: StreamPublisher) -> None:
             publisher.wait_sent(N // 3)
-            worker = service.worker()
-            assert worker is not None
-            worker.kill()
-            assert eventually(lambda: "ingest worker died" in service.log(), 10)
-            assert eventually(lambda: "ingest worker started" in service.log().split("ingest worker died")[1], 20)
-            replacement = service.worker()
-            assert replacement is not None and replacement.pid != worker.pid
+            kill_and_see_it_replaced(service, "ingest-worker", "the ingest worker")
 
         stream_with_fault(service, mosquitto, influxdb1, rate=4000, fault=crash)
 
@@ -119,13 +124,7 @@ class TestNothingLost:
 
         def crash(publisher: StreamPublisher) -> None:
             publisher.wait_sent(N // 3)
-            drainer = service.drainer()
-            assert drainer is not None
-            drainer.kill()
-            assert eventually(lambda: "the drainer died" in service.log(), 10)
-            assert eventually(lambda: "the drainer started" in service.log().split("the drainer died")[1], 20)
-            replacement = service.drainer()
-            assert replacement is not None and replacement.pid != drainer.pid
+            kill_and_see_it_replaced(service, "drainer", "the drainer")
 
         stream_with_fault(service, mosquitto, influxdb1, rate=4000, fault=crash)
 
