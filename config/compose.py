@@ -32,7 +32,7 @@ from ingest.errors import ConfigError
 from ingest.hj212_gateway import GatewayPublisher, Hj212Gateway
 from ingest.interfaces import BrokerLink, Store
 from ingest.mqtt import MqttSettings, MqttSource
-from ingest.pipeline import RELEASE_SYNCHRONOUS, Intake, Pipeline, PipelineSettings
+from ingest.pipeline import RELEASE_SYNCHRONOUS, Pipeline, PipelineSettings
 from ingest.points import Point
 from ingest.retry import RetryPolicy
 from ingest.security import redact_url
@@ -175,8 +175,8 @@ def build(settings: Settings, *, now_ns: Callable[[], int] = time.time_ns) -> Se
     else:
         mqtt_source = MqttSource(mqtt, subscriptions(s), held_file=held_file, now_ns=now_ns)
         source = mqtt_source
-        intake = Intake(mqtt_source, Decoder(decode_settings(s), now_ns), pipeline_settings, now_ns=now_ns)
-        pipeline = Pipeline(intake, store, pipeline_settings, now_ns=now_ns, drainer=drainer)
+        pipeline = Pipeline.in_process(mqtt_source, Decoder(decode_settings(s), now_ns), store, pipeline_settings,
+                                       now_ns=now_ns, drainer=drainer)
     broker = EmbeddedBroker(s.embedded.host, s.embedded.port) if s.embedded_broker else None
     alerts = build_alerts(s, mqtt, pipeline_settings.spool_path)
     rules = build_rules(s, alerts.manager)

@@ -235,10 +235,6 @@ class Link:
         self.has_started = True
         self.send(("started",))
 
-    @property
-    def gone(self) -> bool:
-        return self._gone
-
     def send(self, message: tuple[Any, ...]) -> bool:
         """Send; False if the service has gone (noticed once, logged once)."""
         with self._lock:

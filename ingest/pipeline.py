@@ -243,8 +243,10 @@ class Pipeline:
     def in_process(
         cls, source: Source, decoder: Decoder, store: Store, settings: PipelineSettings,
         *, now_ns: Callable[[], int] = time.time_ns, sleep: Callable[[float], None] = time.sleep,
+        drainer: DrainerProcess | None = None,
     ) -> Pipeline:
-        return cls(Intake(source, decoder, settings, now_ns=now_ns, sleep=sleep), store, settings, now_ns=now_ns)
+        return cls(Intake(source, decoder, settings, now_ns=now_ns, sleep=sleep), store, settings, now_ns=now_ns,
+                   drainer=drainer)
 
     def add_listener(self, listener: Listener) -> None:
         """Called with the new (non-duplicate) values of each kept batch, in the order they were kept."""
