@@ -12,6 +12,7 @@ code (the first word of the dead-letter reason):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -25,7 +26,14 @@ from pydantic import BaseModel, ValidationError
 from ingest import hj212
 from ingest.errors import Hj212Error, Rejected
 from ingest.messages import Message
-from ingest.models import AirReading, Appointment, AppointmentCancelled, DeviceStatus, GateEvent
+from ingest.models import (
+    AirReading,
+    Appointment,
+    AppointmentCancelled,
+    DeviceStatus,
+    GateEvent,
+    checked_air_reading,
+)
 from ingest.points import FieldValue, Point, epoch_ns
 from ingest.topics import Route, Topics
 
@@ -82,6 +90,7 @@ class Decoder:
         self._s = settings
         self._now_ns = now_ns
         self._topics = Topics(settings.park)
+        self._skew_ns = settings.max_clock_skew // timedelta(microseconds=1) * 1000
         self._routes: dict[str, Route] = {}
         self._by_kind: dict[str, Callable[[Route, Message], Decoded]] = {
             "air": self._air,
@@ -130,10 +139,15 @@ class Decoder:
             if frame.cn not in hj212.READING_CNS:
                 return self._other_frame(route.device, frame, message)
             data = hj212.frame_to_readings(frame, tz=tz, factor_map=factor_map)
-        raw = {"ts": data.ts, "values": data.values, "flags": data.flags}
         period = "" if data.period == "rtd" else data.period  # real-time data is a plain reading, as JSON
-        reading = self._validate(AirReading, raw, station=route.device, period=period, mn=data.mn)
-        return self._air_decoded(reading)
+        ts_ns = _time_ns(data.ts)  # the frames of one DataTime share its datetime (hj212.parse_data_time)
+        latest_ns = self._now_ns() + self._skew_ns
+        reading = checked_air_reading(data.ts, ts_ns, data.values, data.flags, latest_ns=latest_ns,
+                                      station=route.device, period=period, mn=data.mn)
+        if reading is None:  # a check failed, or was not certain: pydantic's validation names the fault
+            raw = {"ts": data.ts, "values": data.values, "flags": data.flags}
+            reading = self._validate(AirReading, raw, station=route.device, period=period, mn=data.mn)
+        return self._air_decoded(reading, ts_ns)
 
     def _other_frame(self, station: str, frame: hj212.Frame, message: Message) -> Decoded:
         """A valid frame that is not a data upload (status, a command's answer, ...): kept as it came, in
@@ -145,13 +159,15 @@ class Decoder:
         digest = hashlib.sha256(message.payload.rstrip(b"\r\n")).hexdigest()[:32]
         return Decoded(Point("hj212_frame", tags, fields, message.received_ns), f"f|{station}|{digest}", None)
 
-    def _air_decoded(self, r: AirReading) -> Decoded:
-        ts_ns = epoch_ns(r.ts)
+    def _air_decoded(self, r: AirReading, ts_ns: int | None = None) -> Decoded:
+        if ts_ns is None:
+            ts_ns = epoch_ns(r.ts)
         tags = {"park": self._s.park, "station": r.station}
         if r.period:
             tags["period"] = r.period
         fields: dict[str, FieldValue] = dict(r.values)  # floats: the model's Number makes an int one
-        fields.update({f"{k}_flag": f for k, f in r.flags.items() if f != "N"})
+        if r.flags:
+            fields.update({f"{k}_flag": f for k, f in r.flags.items() if f != "N"})
         if r.mn:
             fields["mn"] = r.mn
         # The time first (19 digits until 2286, so text order is time order): a batch's keys land at the
@@ -224,6 +240,10 @@ class Decoder:
             return model.model_validate({**raw, **extra}, context={"tz": self._s.tz, "latest": latest})
         except ValidationError as exc:
             raise _rejection(exc) from None
+
+
+# A station's readings repeat its DataTime's datetime: 0.16 µs to look up its nanoseconds, 1.15 to compute them.
+_time_ns = functools.lru_cache(maxsize=4096)(epoch_ns)
 
 
 def _rejection(exc: ValidationError) -> Rejected:
