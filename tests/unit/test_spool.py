@@ -124,6 +124,25 @@ class TestDedup:
             db.keep(["t"] * n, [reading("A", n * 1000 + i) for i in range(n)], [], now_ns=0)
         assert shapes == {1, 2, 4, 8, 16, 32, 64, 128, 256, 512}
 
+    @pytest.mark.parametrize("n", [1, 255, 256, 257, 1000, 1100])
+    def test_a_batch_of_any_size_is_kept_whole_and_in_order(self, tmp_path: Path, n: int) -> None:
+        """Rows go in with statements of several rows each: every point, key and dead letter of a batch is
+        kept, in arrival order, whatever its size."""
+        db = spool(tmp_path)
+        db.keep(["t"] * n, [reading(f"S{i % 7}", i) for i in range(n)], [dead() for _ in range(n)], now_ns=0)
+        assert [r.point.ts_ns for r in db.peek(2 * n)] == list(range(n))
+        assert db.counters()["received"] == 2 * n and len(db.outbox(2 * n)) == n
+        assert db.keep(["t"] * n, [reading(f"S{i % 7}", i) for i in range(n)], [], now_ns=0).duplicates == n
+
+    def test_inserts_take_few_statement_shapes_whatever_the_batch_sizes(self, tmp_path: Path) -> None:
+        """As with lookups: a batch goes in by statements of 256 rows and powers of two below."""
+        db = spool(tmp_path)
+        shapes: set[int] = set()
+        db._db.set_trace_callback(lambda sql: shapes.add(sql.count("),") + 1) if "INTO spool" in sql else None)
+        for n in range(1, 700):
+            db.keep(["t"] * n, [reading("A", n * 1000 + i) for i in range(n)], [], now_ns=0)
+        assert shapes == {1, 2, 4, 8, 16, 32, 64, 128, 256}
+
     def test_unkeyed_values_are_never_duplicates(self, tmp_path: Path) -> None:
         """A value without a dedup key (status without ts) is always kept."""
         point = Point("device_status", {"device": "A"}, {"online": True}, 1)
