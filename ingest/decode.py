@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticCustomError
 
 from ingest import hj212
 from ingest.errors import Hj212Error, Rejected
@@ -33,6 +34,7 @@ from ingest.models import (
     DeviceStatus,
     GateEvent,
     checked_air_reading,
+    parse_ts,
 )
 from ingest.points import FieldValue, Point, epoch_ns
 from ingest.topics import Route, Topics
@@ -126,8 +128,29 @@ class Decoder:
 
     def _air(self, route: Route, message: Message) -> Decoded:
         self._known(route.device, self._s.stations, "unknown_station")
-        reading = self._validate(AirReading, _json_object(message.payload), station=route.device)
-        return self._air_decoded(reading)
+        raw = _json_object(message.payload)
+        plain = self._plain_air(raw, route.device)
+        if plain is not None:
+            return self._air_decoded(*plain)
+        return self._air_decoded(self._validate(AirReading, raw, station=route.device))
+
+    def _plain_air(self, raw: dict[str, Any], station: str) -> tuple[AirReading, int] | None:
+        """A JSON reading of the plain shape (ts, values, and perhaps flags and seq; float values) and its
+        time in nanoseconds, built without pydantic (`checked_air_reading`): 3.1 µs instead of 4.6 for the
+        benchmark's nine values, JSON parsing aside (2026-12-04). None for any other object (another key,
+        an int value, ...), which `_validate` decides and names."""
+        values, flags = raw.get("values"), raw.get("flags", {})
+        if not (raw.keys() <= _PLAIN_AIR_KEYS and type(values) is dict and type(flags) is dict):
+            return None
+        try:
+            ts = parse_ts(raw.get("ts"), self._s.tz)
+        except PydanticCustomError:
+            return None
+        ts_ns = epoch_ns(ts)
+        reading = checked_air_reading(ts, ts_ns, values, flags, seq=raw.get("seq"),
+                                      latest_ns=self._now_ns() + self._skew_ns, station=station,
+                                      given={*raw, "station"})
+        return None if reading is None else (reading, ts_ns)
 
     def _hj212(self, route: Route, message: Message) -> Decoded:
         self._known(route.device, self._s.stations, "unknown_station")
@@ -241,6 +264,10 @@ class Decoder:
         except ValidationError as exc:
             raise _rejection(exc) from None
 
+
+# The keys of a device's JSON reading (contract §2) that `Decoder._plain_air` takes; any other key, even one
+# the model ignores, leaves the object to pydantic.
+_PLAIN_AIR_KEYS = frozenset({"ts", "values", "flags", "seq"})
 
 # A station's readings repeat its DataTime's datetime: 0.16 µs to look up its nanoseconds, 1.15 to compute them.
 _time_ns = functools.lru_cache(maxsize=4096)(epoch_ns)

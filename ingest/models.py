@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, cast, get_args
 from zoneinfo import ZoneInfo
@@ -198,7 +198,8 @@ class AirReading(_Frozen):
         return frozenset(name for name, flag in self.flags.items() if flag in INVALID_FLAGS)
 
 
-_READING_GIVEN = ("ts", "values", "flags", "station", "period", "mn")  # the fields checked_air_reading sets
+# The fields an HJ 212 upload gives (all but seq): checked_air_reading's default.
+READING_GIVEN = ("ts", "values", "flags", "station", "period", "mn")
 _PERIODS = frozenset(get_args(AirReading.model_fields["period"].annotation))  # its Literal's values
 # The limits of names `_limits` passed, looked up in place: nine calls of the lru_cache'd `_limits` cost
 # a microsecond more per benchmark frame (about 3 % of its decoding, 2026-12-04).
@@ -208,30 +209,32 @@ _KNOWN_LIMITS: dict[str, tuple[float, float]] = {}
 
 def checked_air_reading(
     ts: datetime, ts_ns: int, values: Mapping[str, float], flags: Mapping[str, str],
-    *, latest_ns: int, station: str, period: str, mn: str,
+    *, latest_ns: int, station: str, period: str = "", mn: str = "", seq: int | None = None,
+    given: Iterable[str] = READING_GIVEN,
 ) -> AirReading | None:
-    """The AirReading that ``AirReading.model_validate`` makes of these fields (``seq`` not given), built
-    without pydantic; None wherever a check fails or is not certain, and the caller validates in full to
-    learn why.
+    """The AirReading that ``AirReading.model_validate`` makes of these fields, built without pydantic; None
+    wherever a check fails or is not certain, and the caller validates in full to learn why.
 
-    For readings this program parsed itself (HJ 212 uploads, ingest/decode.py), whose values are floats
-    already: validating such a reading took 11.3 µs, this takes 3.5 (the benchmark's nine-value frames,
-    2026-12-04). The caller promises that ``ts_ns`` is ``ts`` in nanoseconds since the epoch, and hands over
-    ``values`` and ``flags``: plain dicts that nothing else holds or changes. ``latest_ns`` is the receive
-    clock plus the allowed skew: a time within a microsecond of it gives None, so that the float rounding
-    of `_ts`'s ``latest`` decides it there. tests/unit/test_checked_air_reading.py holds this to
-    model_validate.
+    For readings whose values are floats already: HJ 212 uploads this program parsed, and a device's JSON
+    object of the plain shape (ingest/decode.py). Validating a nine-value HJ 212 reading took 11.3 µs, this
+    takes 3.5 (2026-12-04). The caller promises that ``ts_ns`` is ``ts`` in nanoseconds since the epoch, that
+    ``given`` names the fields the dict it would validate holds (the model's ``model_fields_set``), and
+    hands over ``values`` and ``flags``: plain dicts that nothing else holds or changes. ``latest_ns`` is
+    the receive clock plus the allowed skew: a time within a microsecond of it gives None, so that the
+    float rounding of `_ts`'s ``latest`` decides it there. tests/unit/test_checked_air_reading.py holds
+    this to model_validate.
     """
     certain = (
         EARLIEST_NS <= ts_ns <= latest_ns - 1000 and ts.tzinfo is not None and period in _PERIODS
         and type(station) is str and type(mn) is str and type(values) is dict and type(flags) is dict
+        and (seq is None or (type(seq) is int and seq >= 0))
         and 0 < len(values) <= MAX_VALUES and _certain_values(values) and (not flags or _certain_flags(flags, values))
     )
     if not certain:
         return None
-    fields = {"ts": ts, "values": values, "flags": flags, "seq": None, "station": station, "period": period,
+    fields = {"ts": ts, "values": values, "flags": flags, "seq": seq, "station": station, "period": period,
               "mn": mn}  # in the order of the model's fields, as pydantic sets them
-    return cast(AirReading, _restored(AirReading, fields, set(_READING_GIVEN)))
+    return cast(AirReading, _restored(AirReading, fields, set(given)))
 
 
 def _certain_values(values: Mapping[str, float]) -> bool:

@@ -1,9 +1,10 @@
-"""`checked_air_reading` builds an HJ 212 upload's AirReading without pydantic: whenever it gives a reading,
-that reading is the one `AirReading.model_validate` gives; whenever validation would refuse, it gives None
-(and the decoder validates in full, which names the fault)."""
+"""`checked_air_reading` builds an AirReading without pydantic (for HJ 212 uploads and plain JSON readings):
+whenever it gives a reading, that reading is the one `AirReading.model_validate` gives; whenever validation
+would refuse, it gives None (and the decoder validates in full, which names the fault)."""
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from datetime import UTC, datetime, timedelta
@@ -48,7 +49,7 @@ def assert_same(reading: AirReading, expected: AirReading) -> None:
     assert list(reading.__dict__) == list(expected.__dict__)
     assert reading.model_fields_set == expected.model_fields_set
     assert reading.model_dump() == expected.model_dump()
-    assert reading.ts.tzinfo is expected.ts.tzinfo
+    assert type(reading.ts.tzinfo) is type(expected.ts.tzinfo) and reading.ts.tzinfo == expected.ts.tzinfo
     with pytest.raises(pydantic.ValidationError, match="frozen"):
         reading.station = "other"
 
@@ -181,3 +182,111 @@ class TestTheDecoder:
         decoded = self.outcome(decoder, self.frames()[0])
 
         assert not isinstance(decoded, str)
+
+
+# JSON readings: mostly of the plain shape, then with keys besides the four, or with parts missing.
+JSON_PARTS = {
+    "ts": st.one_of(TIMES.map(lambda t: t.isoformat()), TIMES.map(lambda t: t.isoformat()),
+                    TIMES.map(lambda t: t.replace(tzinfo=None).isoformat()),
+                    TIMES.map(lambda t: int(t.timestamp() * 1000)), st.sampled_from(["", "2026-13-01", True])),
+    "values": st.one_of(st.dictionaries(st.sampled_from(GOOD_NAMES), st.floats(-50, 300), min_size=1, max_size=5),
+                        st.dictionaries(NAMES, NUMBERS, min_size=1, max_size=5), st.just([1.0])),
+    "flags": st.dictionaries(st.sampled_from(GOOD_NAMES), FLAGS, max_size=2),
+    "seq": st.one_of(st.integers(-2, 2**70), st.integers(-2, 2**70), st.none(), st.booleans(), st.just(1.5)),
+}
+JSON_OTHER_KEYS = {"station": st.just("ST99"), "period": st.sampled_from(["", "hour"]), "mn": st.just("1"),
+                   "note": st.just("x")}
+JSON_READINGS = st.fixed_dictionaries({"ts": JSON_PARTS["ts"], "values": JSON_PARTS["values"]},
+                                      optional={"flags": JSON_PARTS["flags"], "seq": JSON_PARTS["seq"]})
+
+
+class TestJsonReadings:
+    """A device's JSON reading of the plain shape takes the same path; anything else goes to pydantic, and
+    the decoder's outcome is the same either way."""
+
+    def decoder(self) -> Decoder:
+        return Decoder(DecodeSettings(park="demo", tz=TZ, max_clock_skew=SKEW), lambda: NOW_NS)
+
+    def outcome(self, payload: bytes) -> object:
+        try:
+            decoded = self.decoder().decode(Message("park/demo/air/ST01/reading", payload, NOW_NS))
+        except Rejected as exc:
+            return (exc.reason, str(exc))
+        return decoded
+
+    def both(self, payload: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[object, object]:
+        fast_outcome = self.outcome(payload)
+        with monkeypatch.context() as m:
+            m.setattr(decode, "checked_air_reading", lambda *a, **k: None)
+            return fast_outcome, self.outcome(payload)
+
+    def test_a_plain_reading_never_meets_pydantic(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(AirReading, "model_validate", None)  # would fail if called
+        payload = b'{"ts":"2026-12-04T19:59:00+08:00","values":{"pm25":35.5,"so2":8.0},"flags":{"so2":"C"},"seq":7}'
+
+        decoded = self.outcome(payload)
+
+        assert isinstance(decoded, decode.Decoded) and isinstance(decoded.value, AirReading)
+        assert decoded.value.seq == 7 and decoded.value.flags == {"so2": "C"}
+        assert decoded.point.ts_ns == epoch_ns(datetime(2026, 12, 4, 11, 59, tzinfo=UTC))
+
+    @pytest.mark.parametrize("payload", [
+        b'{"ts":"2026-12-04T19:59:00","values":{"pm25":35.5}}',  # park time zone
+        b'{"ts":1764849540000,"values":{"pm25":35.5},"seq":0}',  # epoch milliseconds
+        b'{"ts":"2026-12-04T11:59:00Z","values":{"pm25":35.5},"flags":{},"seq":null}',
+    ])
+    def test_other_plain_readings_come_out_as_validation_makes_them(
+        self, payload: bytes, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        fast_outcome, full_outcome = self.both(payload, monkeypatch)
+
+        assert isinstance(fast_outcome, decode.Decoded) and isinstance(full_outcome, decode.Decoded)
+        assert_same_decoded(fast_outcome, full_outcome)
+
+    @pytest.mark.parametrize("payload", [
+        b'{"ts":"2026-12-04T19:59:00+08:00","values":{"pm25":35}}',  # an int: validation makes it a float
+        b'{"ts":"2026-12-04T19:59:00+08:00","values":{"pm25":35.5},"station":"X"}',  # a key besides the four
+        b'{"ts":"2026-12-04T19:59:00+08:00","values":{"pm25":35.5},"period":"hour"}',
+        b'{"ts":"2026-12-04T19:59:00+08:00","values":{"pm25":35.5},"seq":true}',
+        b'{"ts":"2026-12-04T19:59:00+08:00","values":{"pm25":35.5},"seq":-1}',
+        b'{"ts":"yesterday","values":{"pm25":35.5}}',
+        b'{"values":{"pm25":35.5}}',
+    ])
+    def test_the_rest_is_left_to_validation(self, payload: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+        decoder = self.decoder()
+        raw = json.loads(payload)
+
+        assert decoder._plain_air(raw, "ST01") is None
+        fast_outcome, full_outcome = self.both(payload, monkeypatch)
+        if isinstance(full_outcome, decode.Decoded):
+            assert isinstance(fast_outcome, decode.Decoded)
+            assert_same_decoded(fast_outcome, full_outcome)
+        else:
+            assert fast_outcome == full_outcome
+
+    @settings(max_examples=400, deadline=None)
+    @given(raw=st.one_of(
+        JSON_READINGS,
+        st.tuples(JSON_READINGS, st.fixed_dictionaries({}, optional=JSON_OTHER_KEYS)).map(lambda p: {**p[0], **p[1]}),
+        st.fixed_dictionaries({}, optional={**JSON_PARTS, **JSON_OTHER_KEYS}),
+    ))
+    def test_the_decoder_never_decides_otherwise(self, raw: dict[str, Any]) -> None:
+        payload = json.dumps(raw).encode()
+        fast_outcome = self.outcome(payload)
+        decode_checked = decode.checked_air_reading
+        try:
+            decode.checked_air_reading = lambda *a, **k: None  # type: ignore[assignment]
+            full_outcome = self.outcome(payload)
+        finally:
+            decode.checked_air_reading = decode_checked
+        if isinstance(full_outcome, decode.Decoded):
+            assert isinstance(fast_outcome, decode.Decoded)
+            assert_same_decoded(fast_outcome, full_outcome)
+        else:
+            assert fast_outcome == full_outcome
+
+
+def assert_same_decoded(decoded: decode.Decoded, expected: decode.Decoded) -> None:
+    assert (decoded.point, decoded.key, decoded.unique_slot) == (expected.point, expected.key, expected.unique_slot)
+    assert isinstance(decoded.value, AirReading) and isinstance(expected.value, AirReading)
+    assert_same(decoded.value, expected.value)
