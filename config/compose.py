@@ -154,6 +154,7 @@ def build(settings: Settings, *, now_ns: Callable[[], int] = time.time_ns) -> Se
         drain=DrainSettings(
             batch_size=s.store.batch_size,
             flush_interval_s=s.store.flush_interval_s,
+            flush_idle_s=s.store.flush_idle_s,
             retry=RetryPolicy(initial_s=s.store.retry_initial_s, cap_s=s.store.retry_cap_s),
         ),
         max_batch=s.ingest.max_batch,

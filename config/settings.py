@@ -128,6 +128,7 @@ class StoreSection(_Section):
     ca_file: str | None = None  # influxdbs://, influxdb1s://: the CA of the server's certificate; none: the system's
     batch_size: int = Field(default=5000, ge=1, le=100_000)
     flush_interval_s: float = Field(default=1.0, gt=0, le=3600)
+    flush_idle_s: float = Field(default=0.2, ge=0, le=3600)  # a partial batch also goes once nothing came for this long
     timeout_s: float = Field(default=10.0, gt=0, le=600)
     retry_initial_s: float = Field(default=0.2, gt=0)
     retry_cap_s: float = Field(default=30.0, gt=0)

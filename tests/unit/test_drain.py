@@ -96,6 +96,74 @@ class TestBatching:
         drainer.stop()
 
 
+class TestIdleFlush:
+    """A partial batch also goes once the intake has gone quiet for flush_idle_s: the end of a burst reaches
+    the store at once instead of a flush interval later; while points keep coming, the interval rules."""
+
+    class Clock:
+        def __init__(self) -> None:
+            self.now = 100.0
+
+        def __call__(self) -> float:
+            return self.now
+
+    class Wake:
+        """Stands in for the drainer's event: each wait lasts the whole timeout on the fake clock, and
+        `during` runs in it (the intake notifying, or not)."""
+
+        def __init__(self, clock: TestIdleFlush.Clock, during: Callable[[], None]) -> None:
+            self.clock, self.during, self.waits = clock, during, list[float]()
+
+        def wait(self, timeout: float) -> bool:
+            self.waits.append(timeout)
+            self.clock.now += timeout
+            self.during()
+            return False
+
+    def waited(self, tmp_path: Path, *, unflushed: int, during: Callable[[Drainer], None] = lambda d: None,
+               idle: float = 0.2) -> list[float]:
+        """The waits of one `_wait_for_batch` (interval 1 s), `unflushed` points having been notified."""
+        clock = self.Clock()
+        drainer = Drainer(SpoolDb(tmp_path / "s.db").open(), MemoryStore(),
+                          DrainSettings(batch_size=1000, flush_interval_s=1.0, flush_idle_s=idle), monotonic=clock)
+        if unflushed:
+            drainer.notify(unflushed)
+        wake = self.Wake(clock, lambda: during(drainer))
+        drainer._wake = wake  # type: ignore[assignment]
+        drainer._wait_for_batch()
+        return wake.waits
+
+    def test_points_waiting_go_once_nothing_new_came_for_the_idle_time(self, tmp_path: Path) -> None:
+        assert self.waited(tmp_path, unflushed=3) == [0.2]
+
+    def test_while_the_intake_keeps_notifying_the_batch_waits_for_the_interval(self, tmp_path: Path) -> None:
+        waits = self.waited(tmp_path, unflushed=3, during=lambda d: d.notify(1))
+        assert waits == pytest.approx([0.2] * 5) and sum(waits) == pytest.approx(1.0)
+
+    def test_with_nothing_waiting_the_drainer_sleeps_out_the_interval(self, tmp_path: Path) -> None:
+        assert sum(self.waited(tmp_path, unflushed=0)) == pytest.approx(1.0)
+
+    def test_points_that_come_after_a_quiet_spell_go_one_idle_time_after_the_last(self, tmp_path: Path) -> None:
+        calls = iter([False, True, False])  # quiet, then one notify, then quiet again
+        waits = self.waited(tmp_path, unflushed=0, during=lambda d: d.notify(2) if next(calls) else None)
+        assert waits == pytest.approx([0.2, 0.2, 0.2])
+
+    def test_zero_turns_it_off(self, tmp_path: Path) -> None:
+        assert self.waited(tmp_path, unflushed=3, idle=0) == [1.0]
+
+    def test_the_end_of_a_burst_reaches_the_store_long_before_the_interval(self, tmp_path: Path,
+                                                                          spool: SpoolDb) -> None:
+        store = MemoryStore()
+        drainer = Drainer(SpoolDb(tmp_path / "s.db").open(), store,
+                          DrainSettings(batch_size=1000, flush_interval_s=60, flush_idle_s=0.05))
+        running(drainer)
+        for start in range(0, 30, 3):
+            keep(spool, 3, start)
+            drainer.notify(3)
+        assert eventually(lambda: store.count() == 30, timeout=10)
+        drainer.stop()
+
+
 class TestFailures:
     def test_a_transient_error_keeps_the_batch_and_retries(self, tmp_path: Path, spool: SpoolDb) -> None:
         """While the store is down nothing leaves the spool; once it is back everything is stored."""
