@@ -14,6 +14,7 @@ import argparse
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -96,8 +97,15 @@ def run_part(name: str, ctx: Context, runs: int, log: Callable[[str], None]) -> 
     return results, ""
 
 
+def _stop(signum: int, frame: object) -> None:
+    """SIGTERM (`kill`, `timeout`) stops the benchmark as Ctrl-C does: through every `finally` and `with`,
+    so that its servers and services stop with it (they were left running, 2026-12-04)."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
     missing = [b for b in (MosquittoServer.binary, InfluxDB1Server.binary) if not shutil.which(b)
                and not shutil.which(b, path="/usr/sbin:/usr/bin")]
     if missing:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -33,3 +36,45 @@ def test_quick_benchmark_runs_every_part_and_prints_the_table(tmp_path: Path) ->
     results = json.loads(out.read_text())
     assert {f["name"] for f in results["figures"]} >= {"alert latency p99", "spool drain to InfluxDB"}
     assert not results["errors"]
+
+
+def test_a_benchmark_stopped_by_sigterm_leaves_no_server_behind(tmp_path: Path) -> None:
+    """`kill` of a running benchmark stops its mosquitto, influxd and service with it, and removes its
+    scratch directory."""
+    require_binary("mosquitto")
+    require_binary("influxd")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.run", "--quick", "--runs", "1", "--only", "ingest", "--out",
+         str(tmp_path / "latest.json")],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # "bench: quick sizes, ...; scratch /tmp/pwbench-..."
+    scratch = first.rsplit("scratch ", 1)[-1].strip()
+    assert scratch.startswith("/"), first
+    for line in proc.stdout:
+        if line.startswith("[ingest] run 1/1"):
+            break
+    time.sleep(1.0)  # into the measurement: servers and the service running
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert not Path(scratch).exists()
+    deadline = time.monotonic() + 10
+    while (left := running_in(scratch)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not left, left
+
+
+def running_in(scratch: str) -> list[str]:
+    """Command lines of the processes that name the scratch directory."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if scratch in cmdline:
+            found.append(cmdline)
+    return found
