@@ -214,9 +214,10 @@ class TestJsonReadings:
             return (exc.reason, str(exc))
         return decoded
 
-    def both(self, payload: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[object, object]:
+    def both(self, payload: bytes) -> tuple[object, object]:
+        """The outcome with the fast path, then without it (no fixture: hypothesis's examples call it too)."""
         fast_outcome = self.outcome(payload)
-        with monkeypatch.context() as m:
+        with pytest.MonkeyPatch.context() as m:
             m.setattr(decode, "checked_air_reading", lambda *a, **k: None)
             return fast_outcome, self.outcome(payload)
 
@@ -235,10 +236,8 @@ class TestJsonReadings:
         b'{"ts":1764849540000,"values":{"pm25":35.5},"seq":0}',  # epoch milliseconds
         b'{"ts":"2026-12-04T11:59:00Z","values":{"pm25":35.5},"flags":{},"seq":null}',
     ])
-    def test_other_plain_readings_come_out_as_validation_makes_them(
-        self, payload: bytes, monkeypatch: pytest.MonkeyPatch
-    ) -> None:
-        fast_outcome, full_outcome = self.both(payload, monkeypatch)
+    def test_other_plain_readings_come_out_as_validation_makes_them(self, payload: bytes) -> None:
+        fast_outcome, full_outcome = self.both(payload)
 
         assert isinstance(fast_outcome, decode.Decoded) and isinstance(full_outcome, decode.Decoded)
         assert_same_decoded(fast_outcome, full_outcome)
@@ -252,17 +251,12 @@ class TestJsonReadings:
         b'{"ts":"yesterday","values":{"pm25":35.5}}',
         b'{"values":{"pm25":35.5}}',
     ])
-    def test_the_rest_is_left_to_validation(self, payload: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_the_rest_is_left_to_validation(self, payload: bytes) -> None:
         decoder = self.decoder()
         raw = json.loads(payload)
 
         assert decoder._plain_air(raw, "ST01") is None
-        fast_outcome, full_outcome = self.both(payload, monkeypatch)
-        if isinstance(full_outcome, decode.Decoded):
-            assert isinstance(fast_outcome, decode.Decoded)
-            assert_same_decoded(fast_outcome, full_outcome)
-        else:
-            assert fast_outcome == full_outcome
+        assert_same_outcome(*self.both(payload))
 
     @settings(max_examples=400, deadline=None)
     @given(raw=st.one_of(
@@ -271,19 +265,16 @@ class TestJsonReadings:
         st.fixed_dictionaries({}, optional={**JSON_PARTS, **JSON_OTHER_KEYS}),
     ))
     def test_the_decoder_never_decides_otherwise(self, raw: dict[str, Any]) -> None:
-        payload = json.dumps(raw).encode()
-        fast_outcome = self.outcome(payload)
-        decode_checked = decode.checked_air_reading
-        try:
-            decode.checked_air_reading = lambda *a, **k: None  # type: ignore[assignment]
-            full_outcome = self.outcome(payload)
-        finally:
-            decode.checked_air_reading = decode_checked
-        if isinstance(full_outcome, decode.Decoded):
-            assert isinstance(fast_outcome, decode.Decoded)
-            assert_same_decoded(fast_outcome, full_outcome)
-        else:
-            assert fast_outcome == full_outcome
+        assert_same_outcome(*self.both(json.dumps(raw).encode()))
+
+
+def assert_same_outcome(fast_outcome: object, full_outcome: object) -> None:
+    """The same reading decoded, or the same refusal (reason and message)."""
+    if isinstance(full_outcome, decode.Decoded):
+        assert isinstance(fast_outcome, decode.Decoded)
+        assert_same_decoded(fast_outcome, full_outcome)
+    else:
+        assert fast_outcome == full_outcome
 
 
 def assert_same_decoded(decoded: decode.Decoded, expected: decode.Decoded) -> None:
